@@ -1,0 +1,36 @@
+"""Riemannian geometry on the latent spaces of deep generative models.
+
+Importing this package selects geomstats' ``pytorch`` backend when no backend
+was chosen, and raises ``ImportError`` if geomstats already runs on a backend
+that cannot differentiate a decoder (see ``GEOMSTATS_BACKEND``).
+"""
+
+from geomstats_pullback._backend import select_backend
+
+BACKEND = select_backend()
+
+from geomstats_pullback.decoders import (  # noqa: E402
+    AutogradDecoder,
+    Decoder,
+    StochasticDecoder,
+    TorchDecoder,
+    as_decoder,
+)
+from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
+from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
+from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutogradDecoder",
+    "BACKEND",
+    "Decoder",
+    "DecoderManifold",
+    "GeodesicIVPSolver",
+    "PullbackMetric",
+    "RankDeficientJacobianError",
+    "StochasticDecoder",
+    "TorchDecoder",
+    "as_decoder",
+]

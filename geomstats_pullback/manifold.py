@@ -1,0 +1,156 @@
+"""The latent space of a decoder as a geomstats manifold (an open subset of R^d)."""
+
+import geomstats.backend as gs
+from geomstats.geometry.manifold import Manifold
+
+from geomstats_pullback._validation import as_latent
+from geomstats_pullback.decoders import as_decoder
+from geomstats_pullback.metric import PullbackMetric
+
+
+class DecoderManifold(Manifold):
+    """Latent space ``R^d`` of a decoder, equipped with its pullback metric.
+
+    Parameters
+    ----------
+    decoder : torch.nn.Module, callable, StochasticDecoder or Decoder
+        Maps latent points ``[B, d]`` to data ``[B, *data_shape]``. Under
+        geomstats' autograd backend: a callable written with ``autograd.numpy``.
+    latent_dim : int
+        Latent dimension ``d``.
+    region : tuple of (array-like, array-like) or array-like, optional
+        Where :meth:`random_point` samples. A pair ``(low, high)`` of
+        ``[d]`` bounds samples uniformly in that box; an array of latent
+        codes ``[n, d]`` (e.g. a data set's encodings) samples among them.
+        Default: the box ``[-1, 1]^d``.
+    equip : bool
+        Equip with :class:`~geomstats_pullback.metric.PullbackMetric`.
+    metric_kwargs : dict, optional
+        Keyword arguments of the metric (``eps``, ``rank_rtol``, solvers).
+    **decoder_kwargs
+        ``dtype``/``device`` to evaluate a torch decoder in.
+
+    Examples
+    --------
+    >>> import torch, geomstats_pullback as gp
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5))
+    >>> space = gp.DecoderManifold(net, latent_dim=2)
+    >>> space.metric.metric_matrix(space.random_point(3)).shape
+    torch.Size([3, 2, 2])
+    """
+
+    def __init__(self, decoder, latent_dim, *, region=None, equip=True, metric_kwargs=None, **decoder_kwargs):
+        self.decoder = as_decoder(decoder, latent_dim, **decoder_kwargs)
+        super().__init__(dim=self.decoder.latent_dim, shape=(self.decoder.latent_dim,), equip=False)
+        self.region = region
+        if equip:
+            self.equip_with_metric(PullbackMetric, **(metric_kwargs or {}))
+
+    @property
+    def region(self):
+        """Sampling region: ``("box", low, high)`` or ``("codes", codes)``."""
+        return self._region
+
+    @region.setter
+    def region(self, region):
+        dim = self.dim
+        if region is None:
+            self._region = ("box", -gs.ones(dim), gs.ones(dim))
+        elif isinstance(region, tuple) and len(region) == 2:
+            low, high = (as_latent(bound, dim, "region bound") for bound in region)
+            if low.ndim != 1 or not bool(gs.all(low < high)):
+                raise ValueError("region=(low, high) needs two [d] arrays with low < high.")
+            self._region = ("box", low, high)
+        else:
+            codes = as_latent(region, dim, "region codes")
+            if codes.ndim != 2 or codes.shape[0] == 0:
+                raise ValueError("region codes must have shape [n, d] with n >= 1.")
+            self._region = ("codes", codes)
+
+    @staticmethod
+    def default_metric():
+        """Metric to equip the space with if equip is True."""
+        return PullbackMetric
+
+    def belongs(self, point, atol=gs.atol):
+        """Whether points lie in the latent space: shape ``[..., d]`` and finite.
+
+        Parameters
+        ----------
+        point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        belongs : array-like, shape=[...]
+        """
+        point = gs.array(point)
+        if point.ndim == 0 or point.shape[-1] != self.dim:
+            return gs.zeros(point.shape[:-1] if point.ndim else (), dtype=bool)
+        return gs.all(gs.abs(point) < float("inf"), axis=-1)
+
+    def is_tangent(self, vector, base_point=None, atol=gs.atol):
+        """Whether vectors are tangent: any finite ``[..., d]`` vector is.
+
+        Parameters
+        ----------
+        vector : array-like, shape=[..., dim]
+        base_point : array-like, shape=[..., dim], unused
+
+        Returns
+        -------
+        is_tangent : array-like, shape=[...]
+        """
+        return self.belongs(vector, atol)
+
+    def to_tangent(self, vector, base_point=None):
+        """Project to the tangent space: the identity on an open set.
+
+        Parameters
+        ----------
+        vector : array-like, shape=[..., dim]
+        base_point : array-like, shape=[..., dim], unused
+
+        Returns
+        -------
+        tangent_vec : array-like, shape=[..., dim]
+        """
+        return as_latent(vector, self.dim, "vector")
+
+    def projection(self, point):
+        """Project to the manifold: the identity on an open set.
+
+        Parameters
+        ----------
+        point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        projected : array-like, shape=[..., dim]
+        """
+        return as_latent(point, self.dim, "point")
+
+    def random_point(self, n_samples=1, bound=1.0):
+        """Sample latent points from :attr:`region`.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples.
+        bound : float
+            Scales the box around its centre (ignored for a set of codes).
+
+        Returns
+        -------
+        samples : array-like, shape=[..., dim]
+            ``[dim]`` if ``n_samples == 1``, else ``[n_samples, dim]``.
+        """
+        kind, *params = self.region
+        if kind == "box":
+            low, high = params
+            centre, half = (low + high) / 2, (high - low) / 2 * bound
+            samples = centre + half * (2 * gs.random.rand(n_samples, self.dim) - 1)
+        else:
+            (codes,) = params
+            index = gs.random.randint(0, codes.shape[0], (n_samples,))
+            samples = codes[index]
+        return samples[0] if n_samples == 1 else samples

@@ -1,0 +1,240 @@
+r"""The pullback metric ``G(z) = J(z)^T J(z)`` of a decoder, as a geomstats metric.
+
+Everything is computed from Jacobian-vector products and second directional
+derivatives of the decoder (:mod:`geomstats_pullback.autodiff`); the decoder's
+full Hessian is formed only where geomstats' interface asks for all of it
+(``christoffels``, ``inner_product_derivative_matrix``).
+
+Geodesic equation of a pullback of the Euclidean metric:
+
+.. math:: \ddot z = -G(z)^{-1} J(z)^T f''(z)[\dot z, \dot z].
+"""
+
+import geomstats.backend as gs
+from geomstats.geometry.riemannian_metric import RiemannianMetric
+
+from geomstats_pullback._validation import as_latent, broadcast_batch
+from geomstats_pullback.exp_solver import GeodesicIVPSolver
+
+
+class RankDeficientJacobianError(ValueError):
+    """The decoder's Jacobian lost rank: the pullback metric is degenerate there."""
+
+
+class PullbackMetric(RiemannianMetric):
+    r"""Pullback of the Euclidean metric of data space through a decoder.
+
+    .. math:: g_z(u, v) = \langle J(z) u, J(z) v \rangle + \epsilon \langle u, v \rangle
+
+    Parameters
+    ----------
+    space : DecoderManifold
+        The latent manifold; its ``decoder`` defines the metric.
+    eps : float
+        Optional Tikhonov term ``eps * I`` added to ``G`` so that the metric
+        stays definite where the Jacobian loses rank. Default 0: a
+        rank-deficient Jacobian then raises :class:`RankDeficientJacobianError`.
+    rank_rtol : float
+        ``G`` counts as singular where its smallest eigenvalue is at most
+        ``rank_rtol`` times its largest (a Jacobian condition number beyond
+        ``rank_rtol ** -0.5``).
+    exp_solver : geomstats ExpSolver, optional
+        Default: :class:`~geomstats_pullback.exp_solver.GeodesicIVPSolver`
+        (RK4). Replaceable later through ``metric.exp_solver``.
+    log_solver : geomstats LogSolver, optional
+        Solver for ``log``/``dist``/``geodesic(..., end_point=...)``.
+    """
+
+    def __init__(self, space, *, eps=0.0, rank_rtol=1e-12, exp_solver=None, log_solver=None):
+        super().__init__(space)
+        if eps < 0:
+            raise ValueError(f"eps must be non-negative, got {eps}.")
+        self.eps = float(eps)
+        self.rank_rtol = float(rank_rtol)
+        self.exp_solver = exp_solver if exp_solver is not None else GeodesicIVPSolver(space)
+        if log_solver is not None:
+            self.log_solver = log_solver
+
+    @property
+    def decoder(self):
+        """The :class:`~geomstats_pullback.decoders.Decoder` of the space."""
+        return self._space.decoder
+
+    # ------------------------------------------------------------ flat kernels
+    # These take flattened batches z [B, d] and skip input validation.
+
+    def _gram(self, jac):
+        """``J^T J + eps I``: ``[B, D, d] -> [B, d, d]``."""
+        gram = gs.einsum("...ai,...aj->...ij", jac, jac)
+        if self.eps:
+            gram = gram + self.eps * gs.eye(jac.shape[-1], dtype=jac.dtype)
+        return gram
+
+    def _check_rank(self, gram):
+        eigvals = gs.linalg.eigvalsh(gram)  # [B, d], ascending
+        singular = eigvals[..., 0] <= self.rank_rtol * eigvals[..., -1]
+        if bool(gs.any(singular)):
+            n_bad = int(gs.sum(gs.cast(singular, gs.int64)))
+            raise RankDeficientJacobianError(
+                f"The decoder's Jacobian is rank deficient at {n_bad} of {gram.shape[0]} "
+                f"latent point(s) (smallest/largest eigenvalue of G <= {self.rank_rtol:g}): "
+                "the pullback metric is degenerate there. Pass eps > 0 to the metric "
+                "(DecoderManifold(..., metric_kwargs={'eps': 1e-8})) to regularise it."
+            )
+
+    def _solve_gram(self, gram, rhs):
+        """``G^{-1} rhs`` for ``rhs [B, d, k]``, after checking the rank of ``G``."""
+        self._check_rank(gram)
+        return gs.linalg.solve(gram, rhs)
+
+    def _acceleration(self, position, velocity):
+        """Geodesic acceleration ``-G^{-1} J^T f''[v, v]``, ``[B, d]``."""
+        jac = self.decoder.jacobian(position)  # [B, D, d]
+        second = self.decoder.second_derivative(position, velocity, velocity)  # [B, D]
+        rhs = gs.einsum("...ai,...a->...i", jac, second)[..., None]  # [B, d, 1]
+        return -self._solve_gram(self._gram(jac), rhs)[..., 0]
+
+    # ------------------------------------------------------------ public API
+
+    def _flatten(self, *arrays_and_names):
+        dim = self._space.dim
+        arrays = [as_latent(array, dim, name) for array, name in arrays_and_names]
+        return broadcast_batch(*arrays)
+
+    def metric_matrix(self, base_point=None):
+        """Metric matrix ``G(z) = J^T J (+ eps I)``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        mat : array-like, shape=[..., dim, dim]
+        """
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        gram = self._gram(self.decoder.jacobian(z))
+        return gs.reshape(gram, batch_shape + gram.shape[-2:])
+
+    def cometric_matrix(self, base_point=None):
+        """Inverse metric matrix ``G(z)^{-1}``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        cometric : array-like, shape=[..., dim, dim]
+
+        Raises
+        ------
+        RankDeficientJacobianError
+            Where ``G`` is singular and ``eps == 0``.
+        """
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        gram = self._gram(self.decoder.jacobian(z))
+        eye = gs.broadcast_to(gs.eye(gram.shape[-1], dtype=gram.dtype), gram.shape)
+        inverse = self._solve_gram(gram, eye)
+        return gs.reshape(inverse, batch_shape + gram.shape[-2:])
+
+    def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        """Inner product ``<J u, J v> (+ eps <u, v>)`` from two jvps.
+
+        Parameters
+        ----------
+        tangent_vec_a, tangent_vec_b : array-like, shape=[..., dim]
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        inner_prod : array-like, shape=[...]
+        """
+        batch_shape, (u, v, z) = self._flatten(
+            (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
+        )
+        n = z.shape[0]
+        _, pushed = self.decoder.jvp(gs.concatenate([z, z]), gs.concatenate([u, v]))
+        inner = gs.sum(pushed[:n] * pushed[n:], axis=-1)
+        if self.eps:
+            inner = inner + self.eps * gs.sum(u * v, axis=-1)
+        return gs.reshape(inner, batch_shape)
+
+    def squared_norm(self, vector, base_point=None):
+        """Squared norm ``|J v|^2 (+ eps |v|^2)`` from one jvp.
+
+        Parameters
+        ----------
+        vector : array-like, shape=[..., dim]
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        sq_norm : array-like, shape=[...]
+        """
+        batch_shape, (v, z) = self._flatten((vector, "vector"), (base_point, "base_point"))
+        _, pushed = self.decoder.jvp(z, v)
+        sq_norm = gs.sum(pushed**2, axis=-1)
+        if self.eps:
+            sq_norm = sq_norm + self.eps * gs.sum(v**2, axis=-1)
+        return gs.reshape(sq_norm, batch_shape)
+
+    def inner_product_derivative_matrix(self, base_point=None):
+        r"""Derivative of the metric matrix, ``mat[..., i, j, k] = d_k g_ij``.
+
+        ``d_k g_ij = <f''[e_i, e_k], J e_j> + <J e_i, f''[e_j, e_k]>``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        mat : array-like, shape=[..., dim, dim, dim]
+        """
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        jac = self.decoder.jacobian(z)  # [B, D, d]
+        hess = self.decoder.hessian(z)  # [B, D, d, d]
+        half = gs.einsum("...aik,...aj->...ijk", hess, jac)
+        out = half + gs.einsum("...ijk->...jik", half)
+        return gs.reshape(out, batch_shape + out.shape[-3:])
+
+    def christoffels(self, base_point=None):
+        r"""Christoffel symbols ``Gamma^k_ij = (G^{-1} J^T f''[e_i, e_j])^k``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        gamma : array-like, shape=[..., dim, dim, dim]
+            Contravariant index first, as in geomstats.
+        """
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        dim = self._space.dim
+        jac = self.decoder.jacobian(z)  # [B, D, d]
+        hess = self.decoder.hessian(z)  # [B, D, d, d]
+        rhs = gs.einsum("...ak,...aij->...kij", jac, hess)  # [B, d, d, d]
+        gamma = self._solve_gram(self._gram(jac), gs.reshape(rhs, (-1, dim, dim * dim)))
+        return gs.reshape(gamma, batch_shape + (dim, dim, dim))
+
+    def geodesic_equation(self, state):
+        r"""Right-hand side of the geodesic ODE, ``(v, -G^{-1} J^T f''[v, v])``.
+
+        Parameters
+        ----------
+        state : array-like, shape=[..., 2, dim]
+            Positions ``state[..., 0, :]`` and velocities ``state[..., 1, :]``.
+
+        Returns
+        -------
+        derivative : array-like, shape=[..., 2, dim]
+        """
+        dim = self._space.dim
+        batch_shape = state.shape[:-2]
+        position = gs.reshape(state[..., 0, :], (-1, dim))
+        velocity = gs.reshape(state[..., 1, :], (-1, dim))
+        acceleration = self._acceleration(position, velocity)
+        derivative = gs.stack([velocity, acceleration], axis=-2)
+        return gs.reshape(derivative, batch_shape + (2, dim))
