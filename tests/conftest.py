@@ -1,0 +1,51 @@
+"""Shared fixtures. geomstats' backend must be chosen before anything imports it."""
+
+import os
+
+os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
+
+import geomstats.backend as gs  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from geomstats.geometry.hypersphere import Hypersphere  # noqa: E402
+
+import geomstats_pullback as gp  # noqa: E402
+from geomstats_pullback import analytic  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    gs.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def sphere_space():
+    """Latent chart of the unit sphere (spherical angles)."""
+    return gp.DecoderManifold(analytic.sphere_chart, latent_dim=2, region=(gs.array([0.6, -2.5]), gs.array([2.5, 2.5])))
+
+
+@pytest.fixture(scope="session")
+def hypersphere():
+    """geomstats' own unit sphere in R^3, the ground truth of ``sphere_space``."""
+    return Hypersphere(dim=2)
+
+
+@pytest.fixture(scope="session")
+def mlp_space():
+    """A small random tanh MLP decoder R^2 -> R^10."""
+    return gp.DecoderManifold(analytic.random_mlp((2, 16, 16, 10), seed=1), latent_dim=2)
+
+
+@pytest.fixture(scope="session")
+def flat_space():
+    """An isometric linear immersion R^2 -> R^5: the Euclidean plane."""
+    return gp.DecoderManifold(analytic.linear_isometry(2, 5, seed=2), latent_dim=2)
+
+
+def sphere_points(n, seed=0):
+    """Spherical angles away from the poles and the chart's seam, ``[n, 2]``."""
+    gen = torch.Generator().manual_seed(seed)
+    theta = 0.6 + 1.9 * torch.rand(n, generator=gen, dtype=torch.float64)
+    phi = -2.0 + 4.0 * torch.rand(n, generator=gen, dtype=torch.float64)
+    return torch.stack([theta, phi], dim=-1)
