@@ -24,10 +24,10 @@ from torch.func import jvp as _torch_jvp
 def _basis_batch(z, eye):
     """Repeat ``z [B, d]`` once per basis vector: ``([d*B, d], [d*B, d])``."""
     n_batch, dim = z.shape
-    # Copies, not expanded views: with B = 1 a reshaped expand aliases memory,
-    # which torch.func's forward mode refuses.
-    points = z.repeat(dim, 1)
-    directions = eye.repeat_interleave(n_batch, dim=0)
+    # repeat, not expand: forward-mode AD refuses inputs whose elements share memory
+    # (an expanded view stays one when n_batch == 1).
+    points = z.repeat(dim, 1)  # [d*B, d]
+    directions = eye.repeat_interleave(n_batch, dim=0)  # [d*B, d]
     return points, directions
 
 
@@ -64,7 +64,7 @@ class TorchDiff:
         eye = torch.eye(dim, dtype=z.dtype, device=z.device)
         rows, cols = torch.triu_indices(dim, dim)
         n_pairs = rows.shape[0]
-        points = z.repeat(n_pairs, 1)  # [P*B, d], copies (see _basis_batch)
+        points = z.repeat(n_pairs, 1)  # [P*B, d]
         u = eye[rows].repeat_interleave(n_batch, dim=0)
         v = eye[cols].repeat_interleave(n_batch, dim=0)
         upper = TorchDiff.second_derivative(f, points, u, v)
