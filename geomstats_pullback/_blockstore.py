@@ -98,7 +98,7 @@ class BlockStore:
         if found["job"] != expected["job"]:
             raise DistanceStoreError(
                 f"The store at {self.path} was written for another job: it has {found['job']}, this run "
-                f"asks for {expected['job']}. Use the same block size and shape, or another folder."
+                f"asks for {expected['job']}. Use the same settings, or another folder."
             )
         differ = [name for name, digest in expected["fingerprint"].items() if found["fingerprint"].get(name) != digest]
         if differ:
