@@ -44,6 +44,10 @@ from geomstats_pullback.decoders import StochasticDecoder
 CHECKPOINT_FORMAT = 1
 
 
+class CheckpointError(ValueError):
+    """A file is not a VAE checkpoint this version can read."""
+
+
 class Reshape(torch.nn.Module):
     """Reshape the last axis ``[..., D]`` to ``[..., *shape]``."""
 
@@ -522,15 +526,15 @@ class VAE:
 
         Raises
         ------
-        ValueError
-            If the file is not a checkpoint of this format.
+        CheckpointError
+            If the file is not a checkpoint of this format (a ``ValueError``).
         """
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable VAE checkpoint ({err}).") from err
+            raise CheckpointError(f"{path} is not a readable VAE checkpoint ({type(err).__name__}).") from err
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a VAE checkpoint of format {CHECKPOINT_FORMAT}.")
+            raise CheckpointError(f"{path} is not a VAE checkpoint of format {CHECKPOINT_FORMAT}.")
         params = dict(checkpoint["params"])
         params["hidden"] = tuple(params["hidden"])
         vae = cls(**params, progress=progress)
