@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from geomstats_pullback.demo import DemoConfig
+
 DESCRIPTION = """\
 Riemannian geometry on the latent spaces of deep generative models
 (a geomstats plugin). Commands:
@@ -23,7 +25,7 @@ Run `geomstats-pullback COMMAND --help` for the options of a command."""
 DEMO_DESCRIPTION = """\
 Train (or load a cached) VAE on scikit-learn's 8x8 digits (shipped with
 scikit-learn, nothing is downloaded), then write a self-contained report to
-OUT/report.html (figures in OUT/figures/, numbers in OUT/results.json):
+DIR/report.html (figures in DIR/figures/, numbers in DIR/results.json):
 latent geodesics versus straight lines, the mean-only versus the expected
 (stochastic) metric, curvature and magnification factor, analogies by
 parallel transport, per-class Frechet means, and the time of each step.
@@ -48,6 +50,15 @@ def _non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
     return value
+
+
+SIZE_OPTIONS = (
+    ("--epochs", _positive_int, "VAE epochs, stage 1"),
+    ("--std-epochs", _non_negative_int, "epochs of the std network, stage 2"),
+    ("--pairs", _positive_int, "digit pairs connected by geodesics"),
+    ("--grid", _positive_int, "points per axis of the latent heat maps"),
+    ("--curvature-points", _positive_int, "latent codes at which the sectional curvature is computed"),
+)
 
 
 def build_parser():
@@ -78,22 +89,18 @@ def build_parser():
         help="reduced run for tests and a first look: few epochs, few pairs, coarse grids (seconds)",
     )
     demo.add_argument("--latent-dim", type=_positive_int, default=2, metavar="D", help="latent dimension (default 2)")
-    demo.add_argument("--epochs", type=_positive_int, metavar="N", help="VAE epochs, stage 1 (default 300; quick 25)")
-    demo.add_argument(
-        "--std-epochs", type=_non_negative_int, metavar="N", help="epochs of the std network, stage 2 (default 100; quick 15)"
-    )
-    demo.add_argument("--pairs", type=_positive_int, metavar="N", help="digit pairs to connect by geodesics (default 6; quick 2)")
-    demo.add_argument(
-        "--grid", type=_positive_int, metavar="N", help="points per axis of the latent heat maps (default 60; quick 16)"
-    )
-    demo.add_argument(
-        "--curvature-points",
-        type=_positive_int,
-        metavar="N",
-        help="latent codes at which the sectional curvature is computed (default 300; quick 24)",
-    )
+    for flag, kind, text in SIZE_OPTIONS:
+        key = flag[2:].replace("-", "_")
+        default = f"default {DemoConfig.FULL[key]}; quick {DemoConfig.QUICK[key]}"
+        demo.add_argument(flag, type=kind, metavar="N", help=f"{text} ({default})")
     demo.add_argument("--seed", type=int, default=0, help="seed of training and of the sampled pairs (default 0)")
-    demo.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    demo.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads (default 1: the networks are tiny, and extra threads mostly add contention)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
     commands.add_parser(
@@ -101,6 +108,7 @@ def build_parser():
         help="pairwise geodesic distances (see `geomstats-pullback distances --help`)",
         add_help=False,
     )
+    parser.demo_parser = demo
     return parser
 
 
@@ -129,14 +137,13 @@ def _check_paths(args):
 
 
 def _demo(args):
-    from geomstats_pullback.demo import DemoConfig, run
+    from geomstats_pullback.demo import run
     from geomstats_pullback.models import CheckpointError
 
     _check_paths(args)
-    if args.threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     config = DemoConfig(
         out=args.out,
         checkpoint=args.checkpoint,

@@ -169,8 +169,6 @@ class VAE:
         ``{"elbo_loss": [...], "std_loss": [...]}``, the mean loss per epoch
         of each stage (negative ELBO and Gaussian negative log-likelihood, per
         sample).
-    noise_std_ : float
-        Stage 1's learned noise level.
 
     Examples
     --------
@@ -418,9 +416,9 @@ class VAE:
 
         Parameters
         ----------
-        X : array-like, shape=[n_samples, *data_shape]
-            Training data, e.g. images scaled to ``[0, 1]`` (the mean decoder
-            ends with a sigmoid).
+        X : array-like, shape=[n_samples, ...]
+            Training data, samples of any shape ``data_shape``, e.g. images
+            scaled to ``[0, 1]`` (the mean decoder ends with a sigmoid).
         y : ignored
 
         Returns
@@ -455,7 +453,8 @@ class VAE:
 
         Parameters
         ----------
-        X : array-like, shape=[n_samples, *data_shape]
+        X : array-like, shape=[n_samples, ...]
+            Samples of shape ``data_shape_``.
 
         Returns
         -------
@@ -477,7 +476,7 @@ class VAE:
 
         Returns
         -------
-        x : torch.Tensor, shape=[..., *data_shape]
+        x : torch.Tensor, shape=[..., \*data_shape]
         """
         self._check_fitted()
         z = torch.as_tensor(np.asarray(z) if not torch.is_tensor(z) else z).to(self._torch_dtype())
