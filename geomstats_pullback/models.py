@@ -476,7 +476,8 @@ class VAE:
 
         Returns
         -------
-        x : torch.Tensor, shape=[..., \*data_shape]
+        x : torch.Tensor
+            Decoded samples, shape ``[..., *data_shape]``.
         """
         self._check_fitted()
         z = torch.as_tensor(np.asarray(z) if not torch.is_tensor(z) else z).to(self._torch_dtype())
