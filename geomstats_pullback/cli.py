@@ -73,7 +73,9 @@ def build_parser():
         description=DEMO_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (created if missing)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("out"), metavar="DIR", help="output directory, created if missing (default: ./out)"
+    )
     demo.add_argument(
         "--checkpoint",
         type=Path,

@@ -31,7 +31,6 @@ def test_help_documents_every_option(capsys):
     "argv, message",
     [
         ([], "COMMAND"),
-        (["demo"], "--out"),
         (["demo", "--out", "x", "--pairs", "0"], "--pairs: expected a positive integer, got 0"),
         (["demo", "--out", "x", "--grid", "ten"], "--grid: expected a positive integer, got 'ten'"),
         (["demo", "--out", "x", "--std-epochs", "-1"], "non-negative"),
