@@ -181,6 +181,8 @@ def section_model(ctx, report, source):
         ax.plot(history["std_loss"], label="stage 2: Gaussian NLL")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per sample")
+    curves = history["elbo_loss"][min(5, len(history["elbo_loss"]) - 1) :] + history["std_loss"]
+    ax.set_ylim(min(curves) - 5, max(curves) + 5)  # the first epochs would flatten the rest
     ax.legend()
     scatter_codes(axes[0, 1], ctx)
     axes[0, 1].set_title("latent codes")
