@@ -17,20 +17,32 @@ from geomstats_pullback.decoders import (  # noqa: E402
     as_decoder,
 )
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
+from geomstats_pullback.log_solver import (  # noqa: E402
+    ConvergenceWarning,
+    GeodesicBVPResult,
+    GeodesicBVPSolver,
+)
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
+from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutogradDecoder",
     "BACKEND",
+    "ConvergenceWarning",
     "Decoder",
     "DecoderManifold",
+    "GeodesicBVPResult",
+    "GeodesicBVPSolver",
     "GeodesicIVPSolver",
     "PullbackMetric",
     "RankDeficientJacobianError",
     "StochasticDecoder",
     "TorchDecoder",
     "as_decoder",
+    "decoded_path",
+    "linear_path",
+    "path_length",
 ]

@@ -15,6 +15,7 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 from geomstats_pullback._validation import as_latent, broadcast_batch
 from geomstats_pullback.exp_solver import GeodesicIVPSolver
+from geomstats_pullback.log_solver import GeodesicBVPSolver
 
 
 class RankDeficientJacobianError(ValueError):
@@ -43,6 +44,8 @@ class PullbackMetric(RiemannianMetric):
         (RK4). Replaceable later through ``metric.exp_solver``.
     log_solver : geomstats LogSolver, optional
         Solver for ``log``/``dist``/``geodesic(..., end_point=...)``.
+        Default: :class:`~geomstats_pullback.log_solver.GeodesicBVPSolver`
+        (discrete energy, then shooting). Replaceable through ``metric.log_solver``.
     """
 
     def __init__(self, space, *, eps=0.0, rank_rtol=1e-12, exp_solver=None, log_solver=None):
@@ -52,8 +55,7 @@ class PullbackMetric(RiemannianMetric):
         self.eps = float(eps)
         self.rank_rtol = float(rank_rtol)
         self.exp_solver = exp_solver if exp_solver is not None else GeodesicIVPSolver(space)
-        if log_solver is not None:
-            self.log_solver = log_solver
+        self.log_solver = log_solver if log_solver is not None else GeodesicBVPSolver(space)
 
     @property
     def decoder(self):
