@@ -16,9 +16,11 @@ from geomstats_pullback.decoders import (  # noqa: E402
     TorchDecoder,
     as_decoder,
 )
+from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
+from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -30,7 +32,11 @@ __all__ = [
     "GeodesicIVPSolver",
     "PullbackMetric",
     "RankDeficientJacobianError",
+    "SectionalCurvatureSample",
     "StochasticDecoder",
     "TorchDecoder",
+    "analogy",
     "as_decoder",
+    "sample_sectional_curvatures",
+    "transport_along_path",
 ]

@@ -24,8 +24,9 @@ from torch.func import jvp as _torch_jvp
 def _basis_batch(z, eye):
     """Repeat ``z [B, d]`` once per basis vector: ``([d*B, d], [d*B, d])``."""
     n_batch, dim = z.shape
-    points = z.unsqueeze(0).expand(dim, n_batch, dim).reshape(dim * n_batch, dim)
-    directions = eye.unsqueeze(1).expand(dim, n_batch, dim).reshape(dim * n_batch, dim)
+    # contiguous: with B == 1 reshape keeps a zero-stride view, which forward mode rejects.
+    points = z.unsqueeze(0).expand(dim, n_batch, dim).reshape(dim * n_batch, dim).contiguous()
+    directions = eye.unsqueeze(1).expand(dim, n_batch, dim).reshape(dim * n_batch, dim).contiguous()
     return points, directions
 
 
@@ -62,7 +63,7 @@ class TorchDiff:
         eye = torch.eye(dim, dtype=z.dtype, device=z.device)
         rows, cols = torch.triu_indices(dim, dim)
         n_pairs = rows.shape[0]
-        points = z.unsqueeze(0).expand(n_pairs, n_batch, dim).reshape(-1, dim)
+        points = z.unsqueeze(0).expand(n_pairs, n_batch, dim).reshape(-1, dim).contiguous()
         u = eye[rows].unsqueeze(1).expand(n_pairs, n_batch, dim).reshape(-1, dim)
         v = eye[cols].unsqueeze(1).expand(n_pairs, n_batch, dim).reshape(-1, dim)
         upper = TorchDiff.second_derivative(f, points, u, v)

@@ -245,8 +245,8 @@ class PullbackMetric(RiemannianMetric):
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
         r"""Parallel transport along a geodesic, ``w' = -G^{-1} J^T f''[c', w]``.
 
-        Integrated together with the geodesic by the exp solver's integrator
-        (RK4, 32 steps by default).
+        Integrated together with the geodesic, with the integrator and steps
+        of ``metric.exp_solver`` (so transport is as accurate as ``exp``).
 
         Parameters
         ----------

@@ -9,7 +9,7 @@ one second directional derivative of the decoder per step. Three ways to use it:
 - :func:`geodesic_transport` integrates it together with the geodesic
   equation (``metric.parallel_transport``): position, velocity and the
   transported vectors share one state, stepped by the metric's exp
-  integrator (RK4, 32 steps by default).
+  integrator (the same steps as ``metric.exp``).
 - :func:`transport_along_path` transports along a given discrete latent path
   (data codes, a discrete geodesic), by Shao et al.'s projection scheme or by
   the ODE on the piecewise-linear path.
@@ -17,18 +17,18 @@ one second directional derivative of the decoder per step. Three ways to use it:
 """
 
 import geomstats.backend as gs
-from geomstats.numerics.ivp import GSIVPIntegrator
 
 from geomstats_pullback._validation import as_latent, broadcast_batch
 from geomstats_pullback.curvature import gauss_split, second_derivatives
+from geomstats_pullback.exp_solver import GeodesicIVPSolver
 
 PATH_METHODS = ("ode", "projection")
 
 
 def _integrator(metric):
-    """The metric's exp integrator, or RK4 with 32 steps if it has none."""
-    integrator = getattr(metric.exp_solver, "integrator", None) if hasattr(metric, "exp_solver") else None
-    return integrator if integrator is not None else GSIVPIntegrator(n_steps=32, step_type="rk4")
+    """The metric's exp integrator, or the default one if its exp solver has none."""
+    integrator = getattr(getattr(metric, "exp_solver", None), "integrator", None)
+    return integrator if integrator is not None else GeodesicIVPSolver(metric._space).integrator
 
 
 def geodesic_transport(metric, tangent_vec, base_point, direction):
