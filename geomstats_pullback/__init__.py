@@ -16,7 +16,16 @@ from geomstats_pullback.decoders import (  # noqa: E402
     TorchDecoder,
     as_decoder,
 )
+from geomstats_pullback._blockstore import DistanceStoreError  # noqa: E402
 from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
+from geomstats_pullback.distances import (  # noqa: E402
+    BlockRunStats,
+    GeodesicNeighbors,
+    PairwiseDistances,
+    geodesic_kneighbors,
+    geodesic_kneighbors_graph,
+    pairwise_distances,
+)
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
@@ -32,11 +41,20 @@ __all__ = [
     "GeodesicIVPSolver",
     "PullbackMetric",
     "RankDeficientJacobianError",
-    "SectionalCurvatureSample",
     "StochasticDecoder",
     "TorchDecoder",
-    "analogy",
     "as_decoder",
+    # distances (branch dask)
+    "BlockRunStats",
+    "DistanceStoreError",
+    "GeodesicNeighbors",
+    "PairwiseDistances",
+    "geodesic_kneighbors",
+    "geodesic_kneighbors_graph",
+    "pairwise_distances",
+    # transport and curvature (branch transport)
+    "SectionalCurvatureSample",
+    "analogy",
     "sample_sectional_curvatures",
     "transport_along_path",
 ]

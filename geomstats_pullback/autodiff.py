@@ -24,9 +24,10 @@ from torch.func import jvp as _torch_jvp
 def _basis_batch(z, eye):
     """Repeat ``z [B, d]`` once per basis vector: ``([d*B, d], [d*B, d])``."""
     n_batch, dim = z.shape
-    # contiguous: with B == 1 reshape keeps a zero-stride view, which forward mode rejects.
-    points = z.unsqueeze(0).expand(dim, n_batch, dim).reshape(dim * n_batch, dim).contiguous()
-    directions = eye.unsqueeze(1).expand(dim, n_batch, dim).reshape(dim * n_batch, dim).contiguous()
+    # repeat, not expand: forward-mode AD refuses inputs whose elements share memory
+    # (an expanded view stays one when n_batch == 1).
+    points = z.repeat(dim, 1)  # [d*B, d]
+    directions = eye.repeat_interleave(n_batch, dim=0)  # [d*B, d]
     return points, directions
 
 
@@ -63,9 +64,9 @@ class TorchDiff:
         eye = torch.eye(dim, dtype=z.dtype, device=z.device)
         rows, cols = torch.triu_indices(dim, dim)
         n_pairs = rows.shape[0]
-        points = z.unsqueeze(0).expand(n_pairs, n_batch, dim).reshape(-1, dim).contiguous()
-        u = eye[rows].unsqueeze(1).expand(n_pairs, n_batch, dim).reshape(-1, dim)
-        v = eye[cols].unsqueeze(1).expand(n_pairs, n_batch, dim).reshape(-1, dim)
+        points = z.repeat(n_pairs, 1)  # [P*B, d]
+        u = eye[rows].repeat_interleave(n_batch, dim=0)
+        v = eye[cols].repeat_interleave(n_batch, dim=0)
         upper = TorchDiff.second_derivative(f, points, u, v)
         upper = upper.reshape(n_pairs, n_batch, -1)  # [P, B, D]
         out = z.new_zeros((n_batch, upper.shape[-1], dim, dim))

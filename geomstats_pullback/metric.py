@@ -85,7 +85,10 @@ class PullbackMetric(RiemannianMetric):
     def _solve_gram(self, gram, rhs):
         """``G^{-1} rhs`` for ``rhs [B, d, k]``, after checking the rank of ``G``."""
         self._check_rank(gram)
-        return gs.linalg.solve(gram, rhs)
+        # One vector solve per column: geomstats' solve takes vector right-hand sides.
+        columns = gs.moveaxis(rhs, -1, -2)  # [B, k, d]
+        gram = gs.broadcast_to(gram[..., None, :, :], columns.shape + columns.shape[-1:])
+        return gs.moveaxis(gs.linalg.solve(gram, columns), -1, -2)
 
     def _acceleration(self, position, velocity):
         """Geodesic acceleration ``-G^{-1} J^T f''[v, v]``, ``[B, d]``."""
