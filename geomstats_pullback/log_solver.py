@@ -323,7 +323,9 @@ class GeodesicBVPSolver(LogSolver):
             n_iter += iters
             if last:
                 bvp_converged = _scatter(bvp_converged, idx, sub_conv)
-                sensitivity = sub_sens
+                # Indexed by pair below; pairs at zero distance keep the identity.
+                eye = gs.tile(gs.eye(dim, dtype=start.dtype)[None], (n_pairs, 1, 1))
+                sensitivity = _scatter(eye, idx, sub_sens)
 
         tangent_vec = _initial_velocity(path)
         n_exp = 0
