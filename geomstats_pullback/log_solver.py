@@ -314,7 +314,8 @@ class GeodesicBVPSolver(LogSolver):
             last = level == len(levels) - 1
             xtol = (tol if last else 1e-3) * separation
             idx = gs.where(moving)[0]
-            if idx.shape[0] == 0:
+            if idx.shape[0] == 0:  # no pair moves: constant paths, at full resolution
+                path = self._initial_path(start, end, n_segments)
                 break
             sub_path, sub_conv, iters, sub_sens = _discrete_geodesic(
                 decoder, metric.eps, path[idx], xtol=xtol[idx], max_iter=self.max_iter, with_sensitivity=last
