@@ -35,6 +35,7 @@ from geomstats_pullback.log_solver import (  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
+from geomstats_pullback.statistics import PullbackFrechetMean  # noqa: E402
 from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
@@ -70,4 +71,6 @@ __all__ = [
     "analogy",
     "sample_sectional_curvatures",
     "transport_along_path",
+    # statistics (branch stats)
+    "PullbackFrechetMean",
 ]
