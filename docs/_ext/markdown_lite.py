@@ -12,22 +12,22 @@ import re
 from sphinx.parsers import RSTParser
 
 _UNDERLINES = {1: "=", 2: "-", 3: "~", 4: "^"}
-_INLINE_CODE = re.compile(r"`([^`\n]+)`")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"`(?P<code>[^`\n]+)`|\[(?P<text>[^\]\n]+)\]\((?P<url>[^)\s]+)\)")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
 
 
 def _inline(text):
-    """Inline Markdown to reST: links, then code spans (escaped so that reST sees their edges)."""
-    text = _LINK.sub(lambda m: f"`{m.group(1)} <{m.group(2)}>`__", text)
+    """Inline Markdown to reST: code spans (escaped so that reST sees their edges) and links."""
 
-    def code(match):
+    def convert(match):
+        if match.group("code") is None:
+            return f"`{match.group('text')} <{match.group('url')}>`__"
         start, end = match.span()
-        before = "\\ " if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_") else ""
-        after = "\\ " if end < len(text) and (text[end].isalnum() or text[end] in "_") else ""
-        return f"{before}``{match.group(1)}``{after}"
+        before = "\\ " if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_") else ""
+        after = "\\ " if end < len(text) and (text[end].isalnum() or text[end] == "_") else ""
+        return f"{before}``{match.group('code')}``{after}"
 
-    return _INLINE_CODE.sub(code, text)
+    return _INLINE.sub(convert, text)
 
 
 def markdown_to_rst(source):
