@@ -16,6 +16,15 @@ from geomstats_pullback.decoders import (  # noqa: E402
     TorchDecoder,
     as_decoder,
 )
+from geomstats_pullback._blockstore import DistanceStoreError  # noqa: E402
+from geomstats_pullback.distances import (  # noqa: E402
+    BlockRunStats,
+    GeodesicNeighbors,
+    PairwiseDistances,
+    geodesic_kneighbors,
+    geodesic_kneighbors_graph,
+    pairwise_distances,
+)
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
@@ -33,4 +42,12 @@ __all__ = [
     "StochasticDecoder",
     "TorchDecoder",
     "as_decoder",
+    # distances (branch dask)
+    "BlockRunStats",
+    "DistanceStoreError",
+    "GeodesicNeighbors",
+    "PairwiseDistances",
+    "geodesic_kneighbors",
+    "geodesic_kneighbors_graph",
+    "pairwise_distances",
 ]
