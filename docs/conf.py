@@ -27,6 +27,9 @@ extensions = [
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# "Attributes" sections as fields, not directives: NamedTuple results document their fields
+# in the docstring and autodoc lists them too, which would describe each twice.
+napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # geomstats' base classes carry docstrings in their own dialect: document our members only.
