@@ -32,7 +32,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (for the test suite)")
     args = parser.parse_args(argv)
-    n_train, epochs, n_class, n_knn = (300, 10, 8, 16) if args.smoke else (1797, 200, 40, 120)
+    n_train, epochs, n_class, n_knn = (300, 10, 8, 16) if args.smoke else (1797, 200, 40, 60)
 
     digits = load_digits()
     images, labels = digits.images[:n_train] / 16.0, digits.target[:n_train]

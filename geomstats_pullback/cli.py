@@ -80,7 +80,11 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
-        "--out", type=Path, default=Path("out"), metavar="DIR", help="output directory, created if missing (default: ./out)"
+        "--out",
+        type=Path,
+        default=Path("out"),
+        metavar="DIR",
+        help="output directory, created if missing (default: ./out)",
     )
     demo.add_argument(
         "--checkpoint",

@@ -317,7 +317,11 @@ def section_magnification(ctx, report):
     path = report.save_figure(fig, "magnification")
     codes_mf = _log10_magnification(ctx.stochastic_space, ctx.codes)
     numbers = {
-        "log10_mf_mean_metric": {"min": float(mean_mf.min()), "median": float(mean_mf.median()), "max": float(mean_mf.max())},
+        "log10_mf_mean_metric": {
+            "min": float(mean_mf.min()),
+            "median": float(mean_mf.median()),
+            "max": float(mean_mf.max()),
+        },
         "log10_mf_expected_metric": {
             "min": float(stoch_mf.min()),
             "median": float(stoch_mf.median()),
@@ -366,8 +370,9 @@ def choose_pairs(ctx):
 
     ``config.pairs`` pairs of typical codes of two digits (:data:`CLASS_PAIRS`),
     then ``config.gap_pairs`` pairs whose straight line crosses the most
-    uncertain region: among random pairs of codes of different digits, those
-    whose line reaches the largest decoder standard deviation.
+    uncertain region: among random pairs of typical codes of different
+    digits, those whose line climbs highest in decoder standard deviation
+    above its end points.
 
     Returns
     -------
@@ -380,10 +385,11 @@ def choose_pairs(ctx):
     ends = [rng.choice(class_core(ctx, b)) for _, b in class_pairs]
     names = [f"{a} to {b}" for a, b in class_pairs]
     if ctx.config.gap_pairs:
-        first, second = rng.choice(len(ctx.codes), size=(2, GAP_CANDIDATES))
-        peak = decoder_std_along(ctx, linear_path(ctx.codes[first], ctx.codes[second], 9))[1]  # [C]
-        peak[torch.as_tensor(ctx.labels[first] == ctx.labels[second])] = -1.0
-        for k in torch.argsort(peak, descending=True)[: ctx.config.gap_pairs].tolist():
+        typical = np.concatenate([class_core(ctx, label) for label in range(10)])
+        first, second = rng.choice(typical, size=(2, GAP_CANDIDATES))
+        excess = decoder_std_along(ctx, linear_path(ctx.codes[first], ctx.codes[second], 9))[1]  # [C]
+        excess[torch.as_tensor(ctx.labels[first] == ctx.labels[second])] = -1.0
+        for k in torch.argsort(excess, descending=True)[: ctx.config.gap_pairs].tolist():
             starts.append(first[k])
             ends.append(second[k])
             names.append(f"{ctx.labels[first[k]]} to {ctx.labels[second[k]]} (gap)")
@@ -417,14 +423,19 @@ def geodesics(space, start, end):
 
 
 def decoder_std_along(ctx, path):
-    """Mean and largest decoder std (averaged over pixels) along latent paths ``[..., n, d]``.
+    """How far latent paths ``[..., n, d]`` leave the data, by the decoder's std (mean over pixels).
 
     Returns
     -------
-    mean, peak : torch.Tensor, shape=[...]
+    mean : torch.Tensor, shape=[...]
+        Mean std along the path.
+    excess : torch.Tensor, shape=[...]
+        Largest std along the path minus the larger std at its two ends:
+        0 for a path that stays as close to the data as its end points.
     """
     std = ctx.vae.decoder_std(refine_path(path)).mean(dim=(-1, -2))  # [..., n_refined]
-    return std.mean(dim=-1), std.max(dim=-1).values
+    ends = torch.maximum(std[..., 0], std[..., -1])
+    return std.mean(dim=-1), std.max(dim=-1).values - ends
 
 
 def draw_paths(ax, paths, styles):
@@ -474,7 +485,8 @@ def section_geodesics(ctx, report):
     for name, point in zip(names, start.numpy()):
         axes[0, 0].annotate(name, point, fontsize=7, xytext=(3, 3), textcoords="offset points")
     paths_png = report.save_figure(fig, "geodesics")
-    rows = [(f"{name}\n{kind}", path[i]) for i, name in enumerate(names) for kind, path in (("line", line), ("geodesic", geo))]
+    kinds = (("line", line), ("geodesic", geo))
+    rows = [(f"{name}\n{kind}", path[i]) for i, name in enumerate(names) for kind, path in kinds]
     strips_png = report.save_figure(strips_figure(ctx, rows), "geodesic_strips")
 
     numbers = {
@@ -513,11 +525,10 @@ def section_stochastic(ctx, report):
     pairs = ctx.pairs
     names, line, mean_geo = pairs["names"], pairs["line"], pairs["mean"]
     geo, converged = geodesics(ctx.stochastic_space, pairs["start"], pairs["end"])
-    lengths = {
-        key: curve_length(ctx.stochastic_space, path) for key, path in (("line", line), ("mean", mean_geo), ("expected", geo))
-    }
-    std = {key: decoder_std_along(ctx, path) for key, path in (("line", line), ("mean", mean_geo), ("expected", geo))}
-    peak = {key: value[1] for key, value in std.items()}
+    paths = {"line": line, "mean": mean_geo, "expected": geo}
+    lengths = {key: curve_length(ctx.stochastic_space, path) for key, path in paths.items()}
+    std = {key: decoder_std_along(ctx, path) for key, path in paths.items()}
+    excess = {key: value[1] for key, value in std.items()}
     ratio = lengths["expected"] / lengths["line"]
 
     n = ctx.config.grid
@@ -553,15 +564,15 @@ def section_stochastic(ctx, report):
         "std_along_line": float(std["line"][0].mean()),
         "std_along_mean_geodesic": float(std["mean"][0].mean()),
         "std_along_expected_geodesic": float(std["expected"][0].mean()),
-        "peak_std_line": peak["line"].tolist(),
-        "peak_std_mean_geodesic": peak["mean"].tolist(),
-        "peak_std_expected_geodesic": peak["expected"].tolist(),
+        "excess_std_line": excess["line"].tolist(),
+        "excess_std_mean_geodesic": excess["mean"].tolist(),
+        "excess_std_expected_geodesic": excess["expected"].tolist(),
     }
     table = [
         (name, float(a), float(b), float(c), float(r), float(p), float(q), float(w), "yes" if ok else "NO")
         for name, a, b, c, r, p, q, w, ok in zip(
             names, lengths["line"], lengths["mean"], lengths["expected"], ratio,
-            peak["line"], peak["mean"], peak["expected"], converged,
+            excess["line"], excess["mean"], excess["expected"], converged,
         )
     ]
     report.add_section(
@@ -570,9 +581,11 @@ def section_stochastic(ctx, report):
             "The expected metric of the Gaussian decoder adds J_sigma^T J_sigma to the mean's metric "
             "(Arvanitidis et al. 2018). The decoder's standard deviation grows away from the codes, so "
             "leaving the data is expensive and geodesics of the expected metric follow the codes.",
-            "Lengths below are measured under the expected metric; the peak std is the largest decoder "
-            "standard deviation met along the path (the '(gap)' pairs were picked because their straight "
-            "line crosses uncertain ground). Mean decoder std along the paths (lower: closer to the data): straight lines "
+            "Lengths below are measured under the expected metric. The excess std is the largest decoder "
+            "standard deviation met along a path minus that at its end points: 0 for a path that stays on "
+            "the data (the '(gap)' pairs were picked because their straight line climbs highest). Mean "
+            "decoder std along the paths (lower: closer to the data): "
+            "straight lines "
             f"{numbers['std_along_line']:.4g}, mean-metric geodesics {numbers['std_along_mean_geodesic']:.4g}, "
             f"expected-metric geodesics {numbers['std_along_expected_geodesic']:.4g}.",
         ],
@@ -584,14 +597,17 @@ def section_stochastic(ctx, report):
                     "mean-metric geodesic",
                     "expected-metric geodesic",
                     "ratio",
-                    "peak std: straight",
+                    "excess std: straight",
                     "mean-metric geodesic",
                     "expected-metric geodesic",
                     "converged",
                 ),
                 table,
             ),
-            (("lengths under the expected metric", "mean ratio geodesic/straight"), [("all pairs", numbers["mean_ratio"])]),
+            (
+                ("lengths under the expected metric", "mean ratio geodesic/straight"),
+                [("all pairs", numbers["mean_ratio"])],
+            ),
         ],
         figures=[
             (paths_png, "Paths over the expected metric's magnification factor (dark: expensive)."),
@@ -655,10 +671,8 @@ def section_curvature(ctx, report):
             "median_abs_scaled": float(np.median(np.abs(values)) * scale**2),
             "fraction_negative": float((values < 0).mean()),
         }
-    rows = [
-        (f"{name} metric", v["mean"], v["q05"], v["q50"], v["q95"], v["median_abs"], v["median_abs_scaled"], v["fraction_negative"])
-        for name, v in ((k, numbers[k]) for k in curvatures)
-    ]
+    keys = ("mean", "q05", "q50", "q95", "median_abs", "median_abs_scaled", "fraction_negative")
+    rows = [(f"{name} metric", *(numbers[name][key] for key in keys)) for name in curvatures]
     report.add_section(
         "Curvature",
         paragraphs=[
@@ -719,7 +733,14 @@ def section_analogies(ctx, report):
         numbers[f"{key}_std_at_result"] = ctx.vae.decoder_std(b_prime).mean(dim=(-1, -2)).tolist()
         numbers[f"{key}_result"] = b_prime.tolist()
 
-    columns = [("a", a), ("a'", a_prime), ("b", b), ("b + a' - a", results["linear"]), ("mean metric", results["mean"]), ("expected metric", results["expected"])]
+    columns = [
+        ("a", a),
+        ("a'", a_prime),
+        ("b", b),
+        ("b + a' - a", results["linear"]),
+        ("mean metric", results["mean"]),
+        ("expected metric", results["expected"]),
+    ]
     images = torch.stack([ctx.vae.decode(points) for _, points in columns], dim=1)  # [n, 6, 8, 8]
     fig, axes = new_figure(len(columns), len(names), width=1.25, height=1.35)
     for i, name in enumerate(names):
@@ -732,11 +753,15 @@ def section_analogies(ctx, report):
                 ax.set_title(label, fontsize=8)
         axes[i, 0].set_ylabel(name, fontsize=8)
     png = report.save_figure(fig, "analogies")
-    rows = [
-        (name, numbers["source_change"][i], numbers["linear_change"][i], numbers["mean_change"][i], numbers["expected_change"][i],
-         numbers["mean_std_at_result"][i], numbers["expected_std_at_result"][i])
-        for i, name in enumerate(names)
-    ]
+    keys = (
+        "source_change",
+        "linear_change",
+        "mean_change",
+        "expected_change",
+        "mean_std_at_result",
+        "expected_std_at_result",
+    )
+    rows = [(name, *(numbers[key][i] for key in keys)) for i, name in enumerate(names)]
     report.add_section(
         "Analogies by parallel transport",
         paragraphs=[
@@ -748,8 +773,15 @@ def section_analogies(ctx, report):
         ],
         tables=[
             (
-                ("classes (a / b)", "|f(a') - f(a)|", "|f(b') - f(b)| linear", "mean metric", "expected metric",
-                 "std at b' (mean)", "std at b' (expected)"),
+                (
+                    "classes (a / b)",
+                    "|f(a') - f(a)|",
+                    "|f(b') - f(b)| linear",
+                    "mean metric",
+                    "expected metric",
+                    "std at b' (mean)",
+                    "std at b' (expected)",
+                ),
                 rows,
             )
         ],
@@ -796,7 +828,9 @@ def section_frechet(ctx, report):
     rng = np.random.default_rng(ctx.config.seed)
     classes = list(range(ctx.config.frechet_classes))
     n_points = ctx.config.frechet_points
-    index = np.stack([rng.choice(np.flatnonzero(ctx.labels == c), size=n_points, replace=False) for c in classes], axis=1)
+    index = np.stack(
+        [rng.choice(np.flatnonzero(ctx.labels == c), size=n_points, replace=False) for c in classes], axis=1
+    )
     points = ctx.codes[index]  # [n_points, n_classes, d]: geomstats' batch layout
     euclidean = points.mean(dim=0)  # [n_classes, d]
     numbers = {"classes": classes, "n_points": n_points, "euclidean_mean": euclidean.tolist()}
@@ -818,8 +852,9 @@ def section_frechet(ctx, report):
     ax = axes[0, 0]
     scatter_codes(ax, ctx, size=2, alpha=0.3)
     ax.plot(*euclidean.numpy().T, "kx", markersize=8, label="Euclidean mean")
-    ax.plot(*means["mean"].numpy().T, "o", color="crimson", fillstyle="none", markersize=8, label="Fréchet, mean metric")
-    ax.plot(*means["expected"].numpy().T, "D", color="royalblue", fillstyle="none", markersize=7, label="Fréchet, expected metric")
+    for name, marker, color in (("mean", "o", "crimson"), ("expected", "D", "royalblue")):
+        label = f"Fréchet, {name} metric"
+        ax.plot(*means[name].numpy().T, marker, color=color, fillstyle="none", markersize=8, label=label)
     ax.legend(fontsize=7, loc="lower left")
     ax = axes[0, 1]
     rows = torch.stack([ctx.vae.decode(m) for m in (euclidean, means["mean"], means["expected"])])  # [3, C, 8, 8]
@@ -852,8 +887,14 @@ def section_frechet(ctx, report):
         ],
         tables=[
             (
-                ("class", "variance at Euclidean (mean metric)", "at Fréchet (mean metric)",
-                 "at Euclidean (expected)", "at Fréchet (expected)", "latent shift (expected)"),
+                (
+                    "class",
+                    "variance at Euclidean (mean metric)",
+                    "at Fréchet (mean metric)",
+                    "at Euclidean (expected)",
+                    "at Fréchet (expected)",
+                    "latent shift (expected)",
+                ),
                 table,
             )
         ],

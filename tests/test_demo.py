@@ -112,6 +112,17 @@ def test_geodesics_are_not_longer_than_straight_lines(demo_run):
         assert expected <= mean * (1 + LENGTH_RTOL)
 
 
+def test_expected_metric_geodesics_stay_on_the_data(demo_run):
+    """On the pair picked because its straight line crosses uncertain ground, the expected metric's
+    geodesic climbs less in decoder std than the line, and than the mean metric's geodesic."""
+    _, results, _ = demo_run
+    sto = results["stochastic"]
+    assert sto["excess_std_line"][-1] > 0.05  # the gap is there
+    assert sto["excess_std_expected_geodesic"][-1] < 0.5 * sto["excess_std_line"][-1]
+    assert sto["excess_std_expected_geodesic"][-1] < sto["excess_std_mean_geodesic"][-1]
+    assert sto["ratio"][-1] < 0.9  # and is much shorter under the expected metric
+
+
 def test_frechet_means_do_not_increase_the_variance(demo_run):
     _, results, _ = demo_run
     for metric in ("mean", "expected"):
