@@ -198,13 +198,10 @@ def test_without_shooting_the_discrete_estimate_is_close(mlp_space, mlp_solution
     a, b, _, exact = mlp_solution
     solver = gp.GeodesicBVPSolver(mlp_space, shooting=False)
     rough = solver.solve(b, a)
-    assert bool(rough.converged.all()) and rough.n_exp == 1
+    assert bool(rough.converged.all()) and rough.n_exp == 0
+    assert bool(gs.isnan(rough.residual).all())  # not measured, and says so
     rel = (rough.tangent_vec - exact.tangent_vec).norm(dim=-1) / exact.tangent_vec.norm(dim=-1)
-    assert 0 < rel.max() < 1e-2
-    # the residual is measured, not assumed
-    torch.testing.assert_close(
-        rough.residual, (mlp_space.metric.exp(rough.tangent_vec, a) - b).norm(dim=-1), atol=1e-12, rtol=0
-    )
+    assert 0 < rel.max() < 1e-3
 
 
 def test_without_shooting_geodesic_is_the_discrete_path(plane):
@@ -301,7 +298,14 @@ def test_sensitivity_approximates_inverse_jacobian_of_exp(mlp_space):
     a, b = gs.array([[-0.5, 0.2]]), gs.array([[0.6, -0.4]])
     path = gp.linear_path(a, b, 33)
     path, converged, _, sens, _ = _discrete_geodesic(
-        mlp_space.decoder, 0.0, path, gs.array([1e-4]), xtol=gs.array([1e-10]), max_iter=30, with_sensitivity=True
+        mlp_space.decoder,
+        0.0,
+        path,
+        gs.array([1e-4]),
+        xtol=gs.array([1e-10]),
+        max_iter=30,
+        second_order=True,
+        with_sensitivity=True,
     )
     assert bool(converged.all())
     v = _initial_velocity(path)
