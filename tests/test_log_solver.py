@@ -171,6 +171,19 @@ def test_shapes_single_batched_and_broadcast(plane):
     assert metric.geodesic(a, end_point=many)(gs.linspace(0.0, 1.0, 4)).shape == (6, 4, 2)
 
 
+def test_chunks_of_pairs_give_the_same_result(plane, monkeypatch):
+    from geomstats_pullback import log_solver
+
+    a, b = gs.random.rand(7, 2), gs.random.rand(7, 2)
+    whole = plane.metric.log_solver.solve(b, a)
+    solver = plane.metric.log_solver
+    monkeypatch.setattr(log_solver, "_MAX_JACOBIAN_ENTRIES", 3 * solver.n_nodes * plane.decoder.output_dim * 2)
+    chunked = solver.solve(b, a)  # three chunks: 3 + 3 + 1 pairs
+    torch.testing.assert_close(chunked.tangent_vec, whole.tangent_vec, atol=1e-12, rtol=0)
+    torch.testing.assert_close(chunked.path, whole.path, atol=1e-12, rtol=0)
+    assert chunked.n_exp == 3 * whole.n_exp
+
+
 def test_coincident_points_give_zero(mlp_space):
     z = gs.array([[0.3, -0.2], [0.1, 0.4]])
     result = mlp_space.metric.log_solver.solve(z, z)
