@@ -275,7 +275,10 @@ class GeodesicBVPSolver(LogSolver):
         if n_failed:
             if self.shooting:
                 worst = float(gs.amax(gs.where(converged, 0.0, result.residual)))
-                how = f"largest residual |exp(log) - point| = {worst:.3g}, tol {self.tol_:g} relative to |point - base_point|"
+                how = (
+                    f"largest residual |exp(log) - point| = {worst:.3g}, "
+                    f"tol {self.tol_:g} relative to |point - base_point|"
+                )
             else:
                 how = "Newton's method on the discrete energy did not converge"
             message = (
@@ -393,7 +396,10 @@ class GeodesicBVPSolver(LogSolver):
 def _concatenate_results(parts):
     """One flat result from the results of consecutive chunks of pairs."""
     return GeodesicBVPResult(
-        *(gs.concatenate([getattr(part, name) for part in parts]) for name in ("tangent_vec", "path", "converged", "residual")),
+        *(
+            gs.concatenate([getattr(part, name) for part in parts])
+            for name in ("tangent_vec", "path", "converged", "residual")
+        ),
         n_iter=max(part.n_iter for part in parts),
         n_exp=sum(part.n_exp for part in parts),
     )
@@ -712,7 +718,9 @@ def _shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_ite
         reached, ok = _guarded_exp(exp, trial[active], start[active])
         error = gs.where(ok[:, None], reached - end[active], gs.zeros_like(reached))  # [A, d]
         norm = gs.where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
-        logger.debug("Shooting iteration %d: %d pairs, largest residual %.3g", n_calls, active.shape[0], float(gs.amax(norm)))
+        logger.debug(
+            "Shooting iteration %d: %d pairs, largest residual %.3g", n_calls, active.shape[0], float(gs.amax(norm))
+        )
         improved = norm < residual[active]
         # Broyden update from the secant (trial - best, error - best_error), where a best exists.
         secant = ok & (residual[active] < float("inf"))

@@ -18,7 +18,8 @@ from geomstats_pullback.log_solver import _graph_paths
 
 def pairs_away_from_poles(hypersphere, a, b, margin=0.9):
     """Keep pairs whose great-circle arc stays at |x_3| < margin (where the chart is regular)."""
-    arc = hypersphere.metric.geodesic(hypersphere.spherical_to_extrinsic(a), end_point=hypersphere.spherical_to_extrinsic(b))
+    to_sphere = hypersphere.spherical_to_extrinsic
+    arc = hypersphere.metric.geodesic(to_sphere(a), end_point=to_sphere(b))
     keep = (arc(gs.linspace(0.0, 1.0, 41))[..., 2].abs() < margin).all(-1)
     return a[keep], b[keep]
 
@@ -127,6 +128,17 @@ def test_mlp_geodesic_is_no_longer_than_straight_line(mlp_space, mlp_solution):
     # and the discrete length agrees with the metric's distance to O(1/N^2)
     dist = mlp_space.metric.norm(log, a)
     assert ((geodesic - dist).abs() / dist).max() < 1e-2
+
+
+def test_float32_decoder_uses_float32_tolerance(mlp_space, mlp_solution):
+    net = analytic.random_mlp((2, 16, 16, 10), seed=1, dtype=torch.float32)  # mlp_space's decoder in float32
+    space = gp.DecoderManifold(net, latent_dim=2)
+    assert space.metric.log_solver.tol_ == 1e-4
+    a, b, log, _ = mlp_solution
+    result = space.metric.log_solver.solve(b[:6], a[:6])
+    assert bool(result.converged.all())
+    rel = (result.tangent_vec - log[:6]).norm(dim=-1) / log[:6].norm(dim=-1)
+    assert rel.max() < 1e-3
 
 
 # ------------------------------------------------------------------ flat decoder
