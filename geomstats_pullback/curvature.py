@@ -253,17 +253,15 @@ def scalar_curvature(metric, base_point):
 class SectionalCurvatureSample(NamedTuple):
     """Sectional curvatures of random planes at a set of latent points.
 
-    Attributes
-    ----------
-    curvatures : array-like, shape=[n_points, n_planes]
-    tangent_vec_a, tangent_vec_b : array-like, shape=[n_points, n_planes, d]
-        The vectors spanning each plane (independent standard Gaussians in a
-        ``G``-orthonormal frame: planes uniform for the metric).
+    ``curvatures [n_points, n_planes]`` of the planes spanned by
+    ``tangent_vec_a`` and ``tangent_vec_b [n_points, n_planes, d]``
+    (independent standard Gaussians in a ``G``-orthonormal frame: planes
+    uniform for the metric).
     """
 
-    curvatures: object
-    tangent_vec_a: object
-    tangent_vec_b: object
+    curvatures: object  #: shape=[n_points, n_planes]
+    tangent_vec_a: object  #: shape=[n_points, n_planes, d]
+    tangent_vec_b: object  #: shape=[n_points, n_planes, d]
 
 
 def sample_sectional_curvatures(metric, points, *, n_planes=8):
