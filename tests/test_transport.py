@@ -44,25 +44,22 @@ def test_sphere_transport_matches_hypersphere(sphere_space, hypersphere):
 
 
 def test_one_geodesic_many_vectors_and_broadcasting(mlp3_space):
-    metric = mlp3_space.metric
+    space = gp.DecoderManifold(mlp3_space.decoder, latent_dim=3)
+    space.metric.exp_solver = gp.GeodesicIVPSolver(space, n_steps=2)  # shapes and code paths only
+    metric = space.metric
     z, direction = _random_vecs(1, 3, 4, scale=0.3)[0], _random_vecs(1, 3, 5, scale=0.3)[0]
     vecs = _random_vecs(6, 3, 6).reshape(2, 3, 3)
     shared = metric.parallel_transport(vecs, z, direction=direction)  # one geodesic carries all vectors
     assert shared.shape == (2, 3, 3)
     one_by_one = metric.parallel_transport(vecs, z.expand(2, 3, 3), direction=direction.expand(2, 3, 3))
     assert torch.allclose(shared, one_by_one, atol=1e-12)
+    assert float((shared - vecs).abs().max()) > 1e-3
     several_points = _random_vecs(4, 3, 7, scale=0.3)
     assert metric.parallel_transport(vecs[0, 0], several_points, direction=direction).shape == (4, 3)
     assert metric.parallel_transport(vecs[0, 0], z, direction=direction).shape == (3,)
-    # Linear in the transported vector.
-    combined = metric.parallel_transport(2 * vecs[0, 0] - vecs[1, 2], z, direction=direction)
-    assert torch.allclose(combined, 2 * shared[0, 0] - shared[1, 2], atol=1e-10)
-    # A zero direction transports nothing.
-    assert torch.allclose(metric.parallel_transport(vecs, z, direction=0 * direction), vecs, atol=1e-12)
 
 
-@pytest.mark.parametrize("eps", [0.0, 0.2])
-@pytest.mark.parametrize("space_name", ["mlp_space", "mlp3_space"])
+@pytest.mark.parametrize(("space_name", "eps"), [("mlp3_space", 0.0), ("mlp_space", 0.2)])
 def test_transport_preserves_inner_products(space_name, eps, request):
     base_space = request.getfixturevalue(space_name)
     dim = base_space.dim
@@ -108,15 +105,16 @@ def test_discrete_schemes_converge_to_the_ode(mlp_space):
     vec = torch.tensor([[0.3, -0.5], [1.0, 0.2]], dtype=torch.float64)
     expected = metric.parallel_transport(vec, z, direction=direction)
     errors = {"projection": [], "ode": []}
-    for n_segments in (8, 16, 32, 64):
-        times = torch.linspace(0.0, 1.0, n_segments + 1, dtype=torch.float64)
-        path = metric.geodesic(z, initial_tangent_vec=direction)(times)  # [2, N + 1, 2]
+    finest = 32
+    path = metric.geodesic(z, initial_tangent_vec=direction)(torch.linspace(0.0, 1.0, finest + 1))  # [2, 33, 2]
+    for n_segments in (8, 16, 32):
+        nodes = path[:, :: finest // n_segments]
         for method, errs in errors.items():
-            result = gp.transport_along_path(metric, vec, path, method=method)
+            result = gp.transport_along_path(metric, vec, nodes, method=method)
             errs.append(float((result - expected).norm(dim=-1).max()))
     assert all(0.85 < order < 1.15 for order in _observed_orders(errors["projection"])), errors
     assert all(1.8 < order < 2.2 for order in _observed_orders(errors["ode"])), errors
-    assert errors["ode"][-1] < 1e-6
+    assert errors["ode"][-1] < 2e-6
 
 
 def test_projection_keeps_the_norm_and_flat_paths_keep_the_vector(mlp_space, flat_space):
@@ -151,3 +149,4 @@ def test_path_transport_broadcasting_and_errors(mlp_space):
         gp.transport_along_path(metric, vec, paths, method="schild")
     with pytest.raises(ValueError, match="broadcast"):
         gp.transport_along_path(metric, _random_vecs(2, 2, 16), paths)
+
