@@ -171,6 +171,19 @@ def test_shapes_single_batched_and_broadcast(plane):
     assert metric.geodesic(a, end_point=many)(gs.linspace(0.0, 1.0, 4)).shape == (6, 4, 2)
 
 
+def test_chunks_of_pairs_give_the_same_result(plane, monkeypatch):
+    from geomstats_pullback import log_solver
+
+    a, b = gs.random.rand(7, 2), gs.random.rand(7, 2)
+    whole = plane.metric.log_solver.solve(b, a)
+    solver = plane.metric.log_solver
+    monkeypatch.setattr(log_solver, "_MAX_JACOBIAN_ENTRIES", 3 * solver.n_nodes * plane.decoder.output_dim * 2)
+    chunked = solver.solve(b, a)  # three chunks: 3 + 3 + 1 pairs
+    torch.testing.assert_close(chunked.tangent_vec, whole.tangent_vec, atol=1e-12, rtol=0)
+    torch.testing.assert_close(chunked.path, whole.path, atol=1e-12, rtol=0)
+    assert chunked.n_exp == 3 * whole.n_exp
+
+
 def test_coincident_points_give_zero(mlp_space):
     z = gs.array([[0.3, -0.2], [0.1, 0.4]])
     result = mlp_space.metric.log_solver.solve(z, z)
@@ -198,13 +211,10 @@ def test_without_shooting_the_discrete_estimate_is_close(mlp_space, mlp_solution
     a, b, _, exact = mlp_solution
     solver = gp.GeodesicBVPSolver(mlp_space, shooting=False)
     rough = solver.solve(b, a)
-    assert bool(rough.converged.all()) and rough.n_exp == 1
+    assert bool(rough.converged.all()) and rough.n_exp == 0
+    assert bool(gs.isnan(rough.residual).all())  # not measured, and says so
     rel = (rough.tangent_vec - exact.tangent_vec).norm(dim=-1) / exact.tangent_vec.norm(dim=-1)
-    assert 0 < rel.max() < 1e-2
-    # the residual is measured, not assumed
-    torch.testing.assert_close(
-        rough.residual, (mlp_space.metric.exp(rough.tangent_vec, a) - b).norm(dim=-1), atol=1e-12, rtol=0
-    )
+    assert 0 < rel.max() < 1e-3
 
 
 def test_without_shooting_geodesic_is_the_discrete_path(plane):
@@ -301,7 +311,14 @@ def test_sensitivity_approximates_inverse_jacobian_of_exp(mlp_space):
     a, b = gs.array([[-0.5, 0.2]]), gs.array([[0.6, -0.4]])
     path = gp.linear_path(a, b, 33)
     path, converged, _, sens, _ = _discrete_geodesic(
-        mlp_space.decoder, 0.0, path, gs.array([1e-4]), xtol=gs.array([1e-10]), max_iter=30, with_sensitivity=True
+        mlp_space.decoder,
+        0.0,
+        path,
+        gs.array([1e-4]),
+        xtol=gs.array([1e-10]),
+        max_iter=30,
+        second_order=True,
+        with_sensitivity=True,
     )
     assert bool(converged.all())
     v = _initial_velocity(path)
