@@ -150,3 +150,48 @@ def test_path_transport_broadcasting_and_errors(mlp_space):
     with pytest.raises(ValueError, match="broadcast"):
         gp.transport_along_path(metric, _random_vecs(2, 2, 16), paths)
 
+
+
+# ------------------------------------------------------------------ with the log solver
+
+
+def test_end_point_and_geomstats_ladder(sphere_space, hypersphere):
+    """end_point= goes through metric.log; geomstats' own pole ladder runs unchanged and agrees."""
+    metric = sphere_space.metric
+    z0, z1 = sphere_points(2, seed=17), sphere_points(2, seed=18)
+    vec = _random_vecs(2, 2, 19)
+    by_end_point = metric.parallel_transport(vec, z0, end_point=z1)
+    push = hypersphere.tangent_spherical_to_extrinsic
+    expected = hypersphere.metric.parallel_transport(
+        push(vec, z0), hypersphere.spherical_to_extrinsic(z0), end_point=hypersphere.spherical_to_extrinsic(z1)
+    )
+    assert torch.allclose(push(by_end_point, z1), expected, atol=ATOL)
+    # Pole ladder is exact on a symmetric space: it agrees up to the log solver's precision.
+    direction = metric.log_solver.result_.tangent_vec[0]  # log(z1, z0) of the end_point call
+    ladder = metric.ladder_parallel_transport(vec[0], z0[0], direction, n_rungs=1)
+    assert torch.allclose(ladder["transported_tangent_vec"], by_end_point[0], atol=1e-5)
+
+
+def test_analogy_on_a_flat_decoder_is_vector_arithmetic():
+    metric = gp.DecoderManifold(analytic.flat_torus, latent_dim=2).metric
+    a, a_prime, b = (_random_vecs(3, 2, seed, scale=0.5) for seed in (20, 21, 22))
+    # Broadcasting: one change applied to several points.
+    assert torch.allclose(gp.analogy(metric, a[0], a_prime[0], b), b + (a_prime[0] - a[0]), atol=ATOL)
+
+
+def test_analogy_on_the_sphere_matches_hypersphere(sphere_space, hypersphere):
+    metric = sphere_space.metric
+    a, b = sphere_points(2, seed=23), sphere_points(2, seed=24)
+    a_prime = a + _random_vecs(2, 2, 25, scale=0.2)
+    result = gp.analogy(metric, a, a_prime, b)
+    to_sphere, sphere = hypersphere.spherical_to_extrinsic, hypersphere.metric
+    change = sphere.log(to_sphere(a_prime), to_sphere(a))
+    expected = sphere.exp(sphere.parallel_transport(change, to_sphere(a), end_point=to_sphere(b)), to_sphere(b))
+    assert torch.allclose(to_sphere(result), expected, atol=ATOL)
+    # Along the log solver's discrete geodesic: the ODE scheme is second order in its node spacing.
+    path = metric.log_solver.solve(b, a).path
+    along_path = gp.analogy(metric, a, a_prime, b, path=path)
+    spacing = 1.0 / (path.shape[-2] - 1)
+    assert float((to_sphere(along_path) - expected).abs().max()) < 0.1 * spacing
+    with pytest.raises(ValueError, match="point_b"):
+        gp.analogy(metric, a, a_prime, a_prime, path=path)
