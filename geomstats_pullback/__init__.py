@@ -17,6 +17,7 @@ from geomstats_pullback.decoders import (  # noqa: E402
     as_decoder,
 )
 from geomstats_pullback._blockstore import DistanceStoreError  # noqa: E402
+from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
 from geomstats_pullback.distances import (  # noqa: E402
     BlockRunStats,
     GeodesicNeighbors,
@@ -26,16 +27,26 @@ from geomstats_pullback.distances import (  # noqa: E402
     pairwise_distances,
 )
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
+from geomstats_pullback.log_solver import (  # noqa: E402
+    ConvergenceWarning,
+    GeodesicBVPResult,
+    GeodesicBVPSolver,
+)
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
+from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
+from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutogradDecoder",
     "BACKEND",
+    "ConvergenceWarning",
     "Decoder",
     "DecoderManifold",
+    "GeodesicBVPResult",
+    "GeodesicBVPSolver",
     "GeodesicIVPSolver",
     "PullbackMetric",
     "RankDeficientJacobianError",
@@ -50,4 +61,13 @@ __all__ = [
     "geodesic_kneighbors",
     "geodesic_kneighbors_graph",
     "pairwise_distances",
+    # geodesics between two points and paths (branch log)
+    "decoded_path",
+    "linear_path",
+    "path_length",
+    # transport and curvature (branch transport)
+    "SectionalCurvatureSample",
+    "analogy",
+    "sample_sectional_curvatures",
+    "transport_along_path",
 ]

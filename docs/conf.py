@@ -1,0 +1,43 @@
+"""Sphinx configuration: autodoc + napoleon (numpydoc docstrings), the stock theme."""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
+
+import geomstats_pullback  # noqa: E402
+
+project = "geomstats-pullback"
+author = "geomstats-pullback contributors"
+copyright = "2026, " + author
+release = geomstats_pullback.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+# geomstats' base classes carry docstrings in their own dialect: document our members only.
+autodoc_inherit_docstrings = False
+
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_static_path = ["_static"]
+html_title = f"geomstats-pullback {release}"
+
+# The demo's --help, generated from the parser so that the docs cannot drift from it.
+_generated = Path(__file__).parent / "_generated"
+_generated.mkdir(exist_ok=True)
+from geomstats_pullback.cli import build_parser  # noqa: E402
+
+(_generated / "demo_help.txt").write_text(build_parser().demo_parser.format_help(), encoding="utf-8")
