@@ -84,11 +84,14 @@ def callable_digest(obj):
 def settings_digest(*objects):
     """Digest of the settings of solver objects: their class and their scalar
     (int, float, str, ...), tuple-of-scalar and array attributes (e.g. the points
-    of a graph initialisation). Other attributes (spaces, results) are left out."""
+    of a graph initialisation). Other attributes (spaces) and results of calls
+    (names ending in ``_``, such as ``result_``) are left out."""
     settings = []
     for obj in objects:
         attributes = []
         for name, value in sorted(vars(obj).items()):
+            if name.endswith("_"):
+                continue
             if isinstance(value, _PRIMITIVES) or (
                 isinstance(value, tuple) and all(isinstance(v, _PRIMITIVES) for v in value)
             ):
