@@ -17,6 +17,7 @@ from geomstats_pullback.decoders import (  # noqa: E402
     as_decoder,
 )
 from geomstats_pullback._blockstore import DistanceStoreError  # noqa: E402
+from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
 from geomstats_pullback.distances import (  # noqa: E402
     BlockRunStats,
     GeodesicNeighbors,
@@ -34,6 +35,7 @@ from geomstats_pullback.log_solver import (  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
+from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,4 +65,9 @@ __all__ = [
     "decoded_path",
     "linear_path",
     "path_length",
+    # transport and curvature (branch transport)
+    "SectionalCurvatureSample",
+    "analogy",
+    "sample_sectional_curvatures",
+    "transport_along_path",
 ]

@@ -157,7 +157,8 @@ class TorchDecoder(Decoder):
     def _to_native(self, x):
         if not torch.is_tensor(x):
             x = torch.as_tensor(np.asarray(x))
-        return x.to(dtype=self.dtype, device=self.device)
+        # contiguous: broadcast (zero-stride) views cannot carry forward-mode tangents.
+        return x.to(dtype=self.dtype, device=self.device).contiguous()
 
     def _from_native(self, y):
         return y.to(dtype=torch.get_default_dtype(), device="cpu")

@@ -243,3 +243,165 @@ class PullbackMetric(RiemannianMetric):
         acceleration = self._acceleration(position, velocity)
         derivative = gs.stack([velocity, acceleration], axis=-2)
         return gs.reshape(derivative, batch_shape + (2, dim))
+
+    # ------------------------------------------------ transport and curvature
+    # Thin shells over geomstats_pullback.transport / .curvature.
+
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
+        r"""Parallel transport along a geodesic, ``w' = -G^{-1} J^T f''[c', w]``.
+
+        Integrated together with the geodesic, with the integrator and steps
+        of ``metric.exp_solver`` (so transport is as accurate as ``exp``).
+
+        Parameters
+        ----------
+        tangent_vec : array-like, shape=[..., dim]
+            Vectors at ``base_point`` to transport.
+        base_point : array-like, shape=[..., dim]
+        direction : array-like, shape=[..., dim], optional
+            Initial velocity of the geodesic ``t -> exp(t direction)``,
+            ``t in [0, 1]``.
+        end_point : array-like, shape=[..., dim], optional
+            Transport along the geodesic to ``end_point`` instead
+            (``direction = log(end_point, base_point)``).
+
+        Returns
+        -------
+        transported_tangent_vec : array-like, shape=[..., dim]
+            Vectors at ``exp(direction, base_point)``.
+        """
+        from geomstats_pullback.transport import geodesic_transport
+
+        if (direction is None) == (end_point is None):
+            raise ValueError("Give exactly one of direction and end_point.")
+        dim = self._space.dim
+        base_point = as_latent(base_point, dim, "base_point")
+        if direction is None:
+            direction = self.log(as_latent(end_point, dim, "end_point"), base_point)
+        vec = as_latent(tangent_vec, dim, "tangent_vec")
+        direction = as_latent(direction, dim, "direction")
+        if base_point.ndim == 1 and direction.ndim == 1:  # one geodesic: all vectors ride on it
+            out = geodesic_transport(self, gs.reshape(vec, (1, -1, dim)), base_point[None], direction[None])
+            return gs.reshape(out, vec.shape)
+        batch_shape, (vec, z, v) = broadcast_batch(vec, base_point, direction)
+        out = geodesic_transport(self, vec[:, None], z, v)
+        return gs.reshape(out, batch_shape + (dim,))
+
+    def second_fundamental_form(self, base_point):
+        r"""Second fundamental form ``II_{ij} = P d_i d_j f`` of the immersion.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        second_fundamental_form : array-like, shape=[..., output_dim, dim, dim]
+            Data-space index first, as in geomstats' ``PullbackMetric``.
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        out = curvature.second_fundamental_form(self, z)
+        return gs.reshape(out, batch_shape + out.shape[1:])
+
+    def mean_curvature_vector(self, base_point):
+        r"""Mean curvature vector ``g^{ij} II_{ij}`` (a trace, as in geomstats).
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        mean_curvature_vector : array-like, shape=[..., output_dim]
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        out = curvature.mean_curvature_vector(self, z)
+        return gs.reshape(out, batch_shape + out.shape[1:])
+
+    def riemann_tensor(self, base_point=None):
+        r"""Riemann tensor by the Gauss equation.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        riemann_curvature : array-like, shape=[..., dim, dim, dim, dim]
+            ``riemann_tensor[..., i, j, k, l] = R_{ijk}^l = dx^l(R(e_j, e_k) e_i)``.
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        out = curvature.riemann_tensor(self, z)
+        return gs.reshape(out, batch_shape + out.shape[1:])
+
+    def curvature(self, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point=None):
+        r"""Curvature operator ``R(X, Y) Z`` by the Gauss equation.
+
+        Parameters
+        ----------
+        tangent_vec_a, tangent_vec_b, tangent_vec_c : array-like, shape=[..., dim]
+            ``X``, ``Y``, ``Z``.
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        curvature : array-like, shape=[..., dim]
+            ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X, Y] Z``.
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (x, y, w, z) = self._flatten(
+            (tangent_vec_a, "tangent_vec_a"),
+            (tangent_vec_b, "tangent_vec_b"),
+            (tangent_vec_c, "tangent_vec_c"),
+            (base_point, "base_point"),
+        )
+        return gs.reshape(curvature.curvature(self, x, y, w, z), batch_shape + (self._space.dim,))
+
+    def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None):
+        r"""Sectional curvature ``<R(u, v) v, u> / (|u|^2 |v|^2 - <u, v>^2)``.
+
+        Three second derivatives of the decoder per plane (Gauss equation).
+
+        Parameters
+        ----------
+        tangent_vec_a, tangent_vec_b : array-like, shape=[..., dim]
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        sectional_curvature : array-like, shape=[...]
+
+        Raises
+        ------
+        ValueError
+            If a pair of vectors spans no plane.
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (u, v, z) = self._flatten(
+            (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
+        )
+        return gs.reshape(curvature.sectional_curvature(self, u, v, z), batch_shape)
+
+    def scalar_curvature(self, base_point=None):
+        r"""Scalar curvature ``|H|^2 - |II|^2`` (traced Gauss equation).
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim]
+
+        Returns
+        -------
+        scalar_curvature : array-like, shape=[...]
+        """
+        from geomstats_pullback import curvature
+
+        batch_shape, (z,) = self._flatten((base_point, "base_point"))
+        return gs.reshape(curvature.scalar_curvature(self, z), batch_shape)
