@@ -154,3 +154,41 @@ class DecoderManifold(Manifold):
             index = gs.random.randint(0, codes.shape[0], (n_samples,))
             samples = codes[index]
         return samples[0] if n_samples == 1 else samples
+
+    def random_tangent_vec(self, base_point=None, n_samples=1):
+        """Sample small tangent vectors, for generic tests and examples.
+
+        Gaussian in latent coordinates with standard deviation a tenth of the
+        sampling region's half-width per coordinate (box), or of half the
+        range of the codes (codes), so that short geodesics stay near the
+        region. Like geomstats' own, not a distribution related to the metric.
+
+        Parameters
+        ----------
+        base_point : array-like, shape=[..., dim], optional
+            Base points; the vectors get their batch shape.
+        n_samples : int
+            Number of vectors when ``base_point`` is a single point or None.
+
+        Returns
+        -------
+        tangent_vec : array-like, shape=[..., dim]
+        """
+        batch_shape = (n_samples,) if n_samples > 1 else ()
+        if base_point is not None:
+            base_point = as_latent(base_point, self.dim, "base_point")
+            if base_point.ndim > 1:
+                if n_samples > 1 and n_samples != base_point.shape[0]:
+                    raise ValueError(
+                        f"n_samples={n_samples} does not match the {base_point.shape[0]} base points."
+                    )
+                batch_shape = tuple(base_point.shape[:-1])
+        kind, *params = self.region
+        if kind == "box":
+            low, high = params
+            half_width = (high - low) / 2
+        else:
+            (codes,) = params
+            half_width = (gs.amax(codes, axis=0) - gs.amin(codes, axis=0)) / 2
+            half_width = gs.where(half_width > 0, half_width, gs.ones_like(half_width))
+        return 0.1 * half_width * gs.random.normal(size=batch_shape + (self.dim,))

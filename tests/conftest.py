@@ -9,8 +9,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from geomstats.geometry.hypersphere import Hypersphere  # noqa: E402
 
+# geomstats' generic test cases (tests/test_geomstats_cases.py) need its collection hooks:
+# tests of a test case that no data function activates carry an "ignore" mark and are deselected.
+from geomstats.test.conf import pytest_collection_modifyitems, pytest_make_parametrize_id  # noqa: E402, F401
+
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
+
+
+def pytest_configure(config):
+    for marker in ("vec", "random", "smoke", "slow", "ignore"):
+        config.addinivalue_line("markers", f"{marker}: geomstats' test-case marker")
 
 
 @pytest.fixture(autouse=True)
