@@ -41,6 +41,32 @@ def decoder_lower_bound(net, n_pairs, n_nodes, sample=100_000):
     return decoder_pass_time(net, points) * n_points / len(points)
 
 
+def task_time_split(records, begin, end, n_workers):
+    """Split the workers' time during a run from Dask's task stream.
+
+    Returns
+    -------
+    split : dict
+        ``task``: time inside tasks (compute, deserialisation, transfers);
+        ``gaps``: time between consecutive tasks on a worker (scheduling);
+        ``idle``: time before a worker's first and after its last task.
+    """
+    by_worker = {}
+    for record in records:
+        if "geodesic-block" not in str(record["key"]):
+            continue
+        for part in record["startstops"]:
+            by_worker.setdefault(record["worker"], []).append((part["start"], part["stop"]))
+    task = gaps = idle = 0.0
+    for intervals in by_worker.values():
+        intervals.sort()
+        task += sum(stop - start for start, stop in intervals)
+        gaps += sum(max(0.0, nxt[0] - prev[1]) for prev, nxt in zip(intervals, intervals[1:]))
+        idle += (intervals[0][0] - begin) + (end - intervals[-1][1])
+    idle += (n_workers - len(by_worker)) * (end - begin)
+    return {"task": task, "gaps": gaps, "idle": idle}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="points (the issue asks for 2,000)")
@@ -48,6 +74,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-in-process", action="store_true", help="only the Dask run")
+    parser.add_argument("--dask-malloc-trim", action="store_true",
+                        help="keep Dask's MALLOC_TRIM_THRESHOLD_=65536 in the workers (default: unset it)")
     args = parser.parse_args(argv)
 
     threads = single_thread()
@@ -76,38 +104,54 @@ def main(argv=None):
         print(f"in-process: {seconds:.2f} s, {rate_local:,.1f} pairs/s ({local.stats.n_blocks} blocks, "
               f"{unconverged} unconverged pairs)")
 
-    from distributed import Client, LocalCluster
+    import dask
+    from distributed import Client, LocalCluster, get_task_stream
 
+    # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers; with torch's many
+    # short-lived buffers that costs page faults (see docs/distributed.md). None unsets it.
+    environ = {} if args.dask_malloc_trim else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     start = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        print(f"LocalCluster of {args.workers} worker processes x 1 thread started in {time.perf_counter() - start:.1f} s")
+    with dask.config.set(environ), LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster, Client(cluster) as client:
+        print(f"LocalCluster of {args.workers} worker processes x 1 thread started in "
+              f"{time.perf_counter() - start:.1f} s (MALLOC_TRIM_THRESHOLD_ "
+              f"{'dask default 65536' if args.dask_malloc_trim else 'unset'})")
         gp.pairwise_distances(metric, X[: 2 * args.block_size], block_size=args.block_size, client=client,
                               progress=False)  # warm the workers (imports, first calls)
-        seconds, remote = best_of(
-            lambda: gp.pairwise_distances(metric, X, block_size=args.block_size, client=client, progress=False),
-            args.repeats,
-        )
+        runs = []
+        for _ in range(args.repeats):
+            with get_task_stream(client) as stream:
+                begin = time.time()
+                remote = gp.pairwise_distances(metric, X, block_size=args.block_size, client=client, progress=False)
+                end = time.time()
+            runs.append((end - begin, remote, stream.data, begin, end))
+    seconds, remote, records, begin, end = min(runs, key=lambda run: run[0])
     stats = remote.stats
     rate_dask = n_pairs / seconds
-    worker_seconds = seconds * args.workers
-    overhead = worker_seconds - stats.solve_seconds
     print(f"dask ({args.workers} workers): {seconds:.2f} s, {rate_dask:,.1f} pairs/s"
           + (f", {rate_dask / rate_local:.2f}x in-process ({rate_dask / rate_local / args.workers:.0%} "
              "parallel efficiency)" if rate_local else ""))
-    print(f"dask overhead: {stats.n_computed} tasks; worker time {worker_seconds:.2f} s = solving "
-          f"{stats.solve_seconds:.2f} s ({stats.solve_seconds / worker_seconds:.1%}) + scheduling/transfer/idle "
-          f"{overhead:.2f} s ({overhead / stats.n_computed * 1e3:.1f} ms per task)")
+    split = task_time_split(records, begin, end, args.workers)
+    worker_seconds = seconds * args.workers
+    print(f"dask overhead: {stats.n_computed} tasks; worker time {args.workers} x {seconds:.2f} s = "
+          f"{worker_seconds:.2f} s: solving {stats.solve_seconds:.2f} s ({stats.solve_seconds / worker_seconds:.1%}), "
+          f"task overhead (dask compute minus solving, deserialisation, transfers) {split['task'] - stats.solve_seconds:.3f} s, "
+          f"gaps between tasks (scheduling) {split['gaps']:.3f} s = {split['gaps'] / stats.n_computed * 1e3:.1f} ms per task, "
+          f"idle before the first / after the last task (start-up, load imbalance) {split['idle']:.2f} s")
     if rate_local:
         np.testing.assert_array_equal(remote.dist, local.dist)
         print("dask matrix == in-process matrix (bit for bit)")
 
-    per_worker = rate_dask / args.workers
-    print(f"projection at {per_worker:,.1f} pairs/s per worker (this machine, shared):")
-    for n in (10_000, 100_000):
-        pairs = n * (n - 1) // 2
-        cells = ", ".join(f"{w} workers {_duration(pairs / (per_worker * w))}" for w in (1, 8, 64, 512))
-        print(f"  {n:>7,} points ({pairs:.2e} pairs): {cells}")
+    rates = {"dask": rate_dask / args.workers}
+    if rate_local:
+        rates["in-process"] = rate_local
+    for name, per_worker in rates.items():
+        print(f"projection at the {name} rate, {per_worker:,.2f} pairs/s per worker, linear scaling:")
+        for n in (10_000, 100_000):
+            pairs = n * (n - 1) // 2
+            cells = ", ".join(f"{w} workers {_duration(pairs / (per_worker * w))}" for w in (1, 8, 64, 512))
+            print(f"  {n:>7,} points ({pairs:.2e} pairs): {cells}")
 
 
 def _duration(seconds):

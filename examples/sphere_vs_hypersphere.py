@@ -3,7 +3,8 @@
 The decoder ``(theta, phi) -> (sin theta cos phi, sin theta sin phi, cos theta)``
 embeds the latent plane onto the unit sphere, so its pullback metric must
 agree with geomstats' ``Hypersphere(2)``: the metric matrix
-``diag(1, sin^2 theta)``, the exponential map, distances and curvature 1.
+``diag(1, sin^2 theta)``, the exponential and logarithm maps, distances,
+parallel transport and curvature 1.
 This script measures each agreement and prints the largest error.
 
 Run ``python examples/sphere_vs_hypersphere.py [--smoke]``.
@@ -57,6 +58,24 @@ def main(argv=None):
 
     # Squared norms of tangent vectors.
     errors["squared norm"] = (space.metric.squared_norm(v, z) - sphere.metric.squared_norm(pushed, sphere_chart(z))).abs().max()
+
+    # Distances and logarithms between pairs of points (the geodesic boundary value problem).
+    z1 = space.metric.exp(v, z)
+    errors["dist"] = (space.metric.dist(z, z1) - sphere.metric.dist(sphere_chart(z), sphere_chart(z1))).abs().max()
+    log = space.metric.log(z1, z)
+    _, log_pushed = space.decoder.jvp(z, log)
+    errors["log"] = (log_pushed - sphere.metric.log(sphere_chart(z1), sphere_chart(z))).abs().max()
+
+    # Parallel transport of w along the geodesic from z to z1, pushed to R^3.
+    w = torch.randn(n, 2, generator=torch.Generator().manual_seed(3))
+    _, w_pushed = space.decoder.jvp(z, w)
+    _, ours = space.decoder.jvp(z1, space.metric.parallel_transport(w, z, end_point=z1))
+    theirs = sphere.metric.parallel_transport(w_pushed, sphere_chart(z), end_point=sphere_chart(z1))
+    errors["parallel transport"] = (ours - theirs).abs().max()
+
+    # Sectional curvature of the unit sphere: 1 everywhere.
+    e1, e2 = torch.eye(2)
+    errors["sectional curvature - 1"] = (space.metric.sectional_curvature(e1, e2, z) - 1).abs().max()
 
     width = max(len(name) for name in errors)
     print(f"{'quantity':<{width}}  max abs error over {n} points")

@@ -82,14 +82,21 @@ def callable_digest(obj):
 
 
 def settings_digest(*objects):
-    """Digest of the scalar settings (ints, floats, strings, ...) of solver objects."""
+    """Digest of the settings of solver objects: their class and their scalar
+    (int, float, str, ...), tuple-of-scalar and array attributes (e.g. the points
+    of a graph initialisation). Other attributes (spaces) and results of calls
+    (names ending in ``_``, such as ``result_``) are left out."""
     settings = []
     for obj in objects:
-        attributes = sorted(
-            (name, value)
-            for name, value in vars(obj).items()
-            if isinstance(value, _PRIMITIVES)
-            or (isinstance(value, tuple) and all(isinstance(v, _PRIMITIVES) for v in value))
-        )
+        attributes = []
+        for name, value in sorted(vars(obj).items()):
+            if name.endswith("_"):
+                continue
+            if isinstance(value, _PRIMITIVES) or (
+                isinstance(value, tuple) and all(isinstance(v, _PRIMITIVES) for v in value)
+            ):
+                attributes.append((name, value))
+            elif torch.is_tensor(value) or isinstance(value, np.ndarray):
+                attributes.append((name, array_digest(value)))
         settings.append((type(obj).__module__, type(obj).__qualname__, attributes))
     return digest(settings)

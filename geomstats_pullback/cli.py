@@ -32,32 +32,38 @@ parallel transport, per-class Frechet means, and the time of each step.
 The full run takes a few minutes on 2 CPU cores; --quick takes seconds."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_in(low, high=None):
+    """An argparse type: integers ``>= low`` (and ``<= high``)."""
+    wanted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+_non_negative_int, _positive_int = _int_in(0), _int_in(1)
 
 
 SIZE_OPTIONS = (
     ("--epochs", _positive_int, "VAE epochs, stage 1"),
     ("--std-epochs", _non_negative_int, "epochs of the std network, stage 2"),
     ("--pairs", _positive_int, "digit pairs connected by geodesics"),
+    ("--gap-pairs", _non_negative_int, "extra pairs whose straight line crosses uncertain regions"),
     ("--grid", _positive_int, "points per axis of the latent heat maps"),
     ("--curvature-points", _positive_int, "latent codes at which the sectional curvature is computed"),
+    ("--nodes", _int_in(3), "nodes of each discrete geodesic, end points included"),
+    ("--analogies", _positive_int, "analogies by parallel transport"),
+    ("--frechet-classes", _int_in(1, 10), "digit classes whose Frechet means are computed"),
+    ("--frechet-points", _int_in(2), "codes per class averaged by the Frechet mean"),
+    ("--frechet-iter", _positive_int, "gradient-descent iterations of the Frechet means, at most"),
+    ("--exp-steps", _positive_int, "sixth-order Runge-Kutta steps of the exponential map"),
 )
 
 
@@ -74,7 +80,11 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
-        "--out", type=Path, default=Path("out"), metavar="DIR", help="output directory, created if missing (default: ./out)"
+        "--out",
+        type=Path,
+        default=Path("out"),
+        metavar="DIR",
+        help="output directory, created if missing (default: ./out)",
     )
     demo.add_argument(
         "--checkpoint",
@@ -146,19 +156,16 @@ def _demo(args):
     import torch
 
     torch.set_num_threads(args.threads)
+    sizes = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in SIZE_OPTIONS}
     config = DemoConfig(
         out=args.out,
         checkpoint=args.checkpoint,
         retrain=args.retrain,
         quick=args.quick,
         latent_dim=args.latent_dim,
-        epochs=args.epochs,
-        std_epochs=args.std_epochs,
-        pairs=args.pairs,
-        grid=args.grid,
-        curvature_points=args.curvature_points,
         seed=args.seed,
         progress=not args.no_progress,
+        **sizes,
     )
     try:
         results = run(config)

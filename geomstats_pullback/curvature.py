@@ -89,6 +89,13 @@ def _all_normals(metric, base_point):
     return gs.reshape(normal, (hess.shape[0], dim, dim, -1)), jac
 
 
+def _cometric(metric, jac):
+    """``G^{-1}``, ``[B, d, d]``, from ``J [B, D, d]``."""
+    gram = metric._gram(jac)
+    eye = gs.broadcast_to(gs.eye(gram.shape[-1], dtype=gram.dtype), gram.shape)
+    return metric._solve_gram(gram, eye)
+
+
 def second_fundamental_form(metric, base_point):
     r"""Second fundamental form ``II_{ij}^\alpha = (P d_i d_j f)^\alpha``.
 
@@ -126,12 +133,6 @@ def mean_curvature_vector(metric, base_point):
     normal, jac = _all_normals(metric, base_point)
     cometric = _cometric(metric, jac)
     return gs.einsum("bij,bija->ba", cometric, normal[..., : jac.shape[1]])
-
-
-def _cometric(metric, jac):
-    gram = metric._gram(jac)
-    eye = gs.broadcast_to(gs.eye(gram.shape[-1], dtype=gram.dtype), gram.shape)
-    return metric._solve_gram(gram, eye)
 
 
 def riemann_tensor(metric, base_point):
@@ -177,8 +178,8 @@ def curvature(metric, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point):
     x, y, z = tangent_vec_a, tangent_vec_b, tangent_vec_c
     basis = gs.broadcast_to(gs.eye(dim, dtype=base_point.dtype), (n_batch, dim, dim))
     # Pairs: (y, z), (x, z), (x, e_m) for all m, (y, e_m) for all m.
-    vecs_a = gs.concatenate([gs.stack([y, x], axis=1), gs.broadcast_to(x[:, None], basis.shape),
-                             gs.broadcast_to(y[:, None], basis.shape)], axis=1)  # [B, 2 + 2d, d]
+    x_rep, y_rep = (gs.broadcast_to(vec[:, None], basis.shape) for vec in (x, y))  # [B, d, d]
+    vecs_a = gs.concatenate([gs.stack([y, x], axis=1), x_rep, y_rep], axis=1)  # [B, 2 + 2d, d]
     vecs_b = gs.concatenate([gs.stack([z, z], axis=1), basis, basis], axis=1)
     jac = metric.decoder.jacobian(base_point)
     _, normal = gauss_split(metric, jac, second_derivatives(metric.decoder, base_point, vecs_a, vecs_b))
@@ -252,17 +253,15 @@ def scalar_curvature(metric, base_point):
 class SectionalCurvatureSample(NamedTuple):
     """Sectional curvatures of random planes at a set of latent points.
 
-    Attributes
-    ----------
-    curvatures : array-like, shape=[n_points, n_planes]
-    tangent_vec_a, tangent_vec_b : array-like, shape=[n_points, n_planes, d]
-        The vectors spanning each plane (independent standard Gaussians in a
-        ``G``-orthonormal frame: planes uniform for the metric).
+    ``curvatures [n_points, n_planes]`` of the planes spanned by
+    ``tangent_vec_a`` and ``tangent_vec_b [n_points, n_planes, d]``
+    (independent standard Gaussians in a ``G``-orthonormal frame: planes
+    uniform for the metric).
     """
 
-    curvatures: object
-    tangent_vec_a: object
-    tangent_vec_b: object
+    curvatures: object  #: shape=[n_points, n_planes]
+    tangent_vec_a: object  #: shape=[n_points, n_planes, d]
+    tangent_vec_b: object  #: shape=[n_points, n_planes, d]
 
 
 def sample_sectional_curvatures(metric, points, *, n_planes=8):

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from geomstats_pullback._blockstore import BlockStore
 from geomstats_pullback._fingerprint import array_digest, callable_digest, digest, settings_digest
 from geomstats_pullback._validation import as_latent
+from geomstats_pullback.log_solver import ConvergenceWarning
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def _warn_unconverged(converged, what):
             "are flagged in `converged` and may be wrong."
         )
         logger.warning(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
 
 def _run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progress):
@@ -326,17 +327,17 @@ def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, clie
 
     Warns
     -----
-    RuntimeWarning
-        If the solver did not converge for some pairs.
+    ConvergenceWarning
+        If the solver did not converge for some pairs (also logged).
 
     Examples
     --------
     >>> import geomstats_pullback as gp
     >>> from geomstats_pullback import analytic
     >>> space = gp.DecoderManifold(analytic.random_mlp((2, 16, 10)), latent_dim=2)
-    >>> result = gp.pairwise_distances(space.metric, space.random_point(20), progress=False)
-    >>> result.dist.shape
-    (20, 20)
+    >>> result = gp.pairwise_distances(space.metric, space.random_point(4), progress=False)
+    >>> result.dist.shape, bool(result.converged.all())
+    ((4, 4), True)
     """
     X, Y, same = _check_inputs(metric, X, Y, block_size)
     (n, m), size = (len(X), len(Y)), block_size
@@ -466,7 +467,7 @@ def geodesic_kneighbors(
 
     Warns
     -----
-    RuntimeWarning
+    ConvergenceWarning
         If the solver did not converge for some candidate pairs.
     UserWarning
         If some rows are not certified exact (raise ``n_candidates``).

@@ -92,8 +92,8 @@ class RBFStd(torch.nn.Module):
 
     def rbf(self, z):
         """Features ``phi(z)``: ``[..., latent_dim] -> [..., n_centres]``."""
-        sq_dist = ((z[..., None, :] - self.centres) ** 2).sum(-1)  # [..., K]
-        return torch.exp(-self.bandwidths * sq_dist)
+        diff = z[..., None, :] - self.centres  # [..., K, d]
+        return torch.exp(-self.bandwidths * (diff * diff).sum(-1))
 
     def precision(self, z):
         """``beta(z)``: ``[..., latent_dim] -> [..., D]``."""
@@ -101,7 +101,9 @@ class RBFStd(torch.nn.Module):
 
     def forward(self, z):
         """``sigma(z)``: ``[..., latent_dim] -> [..., *data_shape]``."""
-        return self.reshape(torch.sqrt(1.0 / self.precision(z) + self.min_std**2))
+        # reciprocal/sqrt rather than 1 / x and ** 0.5: their forward-mode derivatives are native,
+        # which matters for the second derivatives that geodesics and curvature take.
+        return self.reshape(torch.sqrt(torch.reciprocal(self.precision(z)) + self.min_std**2))
 
 
 def _mlp(sizes, dtype, final=None):

@@ -176,15 +176,17 @@ def analogy(metric, point_a, point_a_prime, point_b, *, path=None, path_method="
     """
     dim = metric._space.dim
     point_a = as_latent(point_a, dim, "point_a")
+    point_a_prime = as_latent(point_a_prime, dim, "point_a_prime")
     point_b = as_latent(point_b, dim, "point_b")
-    change = metric.log(as_latent(point_a_prime, dim, "point_a_prime"), point_a)
     if path is None:
-        transported = metric.parallel_transport(change, point_a, end_point=point_b)
-    else:
-        path = as_latent(path, dim, "path")
-        for node, point, name in ((path[..., 0, :], point_a, "point_a"), (path[..., -1, :], point_b, "point_b")):
-            scale = 1.0 + gs.abs(point)
-            if not bool(gs.all(gs.abs(node - point) <= 1e-8 * scale)):
-                raise ValueError(f"path must start at point_a and end at point_b; it misses {name}.")
-        transported = transport_along_path(metric, change, path, method=path_method)
+        batch_shape, (a, a_prime, b) = broadcast_batch(point_a, point_a_prime, point_b)
+        logs = metric.log(gs.stack([a_prime, b]), gs.stack([a, a]))  # both logs in one batched solve
+        transported = metric.parallel_transport(logs[0], a, direction=logs[1])
+        return gs.reshape(metric.exp(transported, b), batch_shape + (dim,))
+    path = as_latent(path, dim, "path")
+    for node, point, name in ((path[..., 0, :], point_a, "point_a"), (path[..., -1, :], point_b, "point_b")):
+        if not bool(gs.all(gs.abs(node - point) <= 1e-8 * (1.0 + gs.abs(point)))):
+            raise ValueError(f"path must start at point_a and end at point_b; it misses {name}.")
+    change = metric.log(point_a_prime, point_a)
+    transported = transport_along_path(metric, change, path, method=path_method)
     return metric.exp(transported, point_b)

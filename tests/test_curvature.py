@@ -107,9 +107,9 @@ def _riemann_from_christoffels(metric, z, step=1e-4):
     gamma = metric.christoffels(z)  # [B, l, k, i] = Gamma^l_{ki}
     eye = torch.eye(dim, dtype=z.dtype)
     # d_gamma[b, j, l, k, i] = d_j Gamma^l_{ki}
+    shifts = [step * eye[j] for j in range(dim)]
     d_gamma = torch.stack(
-        [(metric.christoffels(z + step * eye[j]) - metric.christoffels(z - step * eye[j])) / (2 * step) for j in range(dim)],
-        dim=1,
+        [(metric.christoffels(z + shift) - metric.christoffels(z - shift)) / (2 * step) for shift in shifts], dim=1
     )
     return (
         gs.einsum("bjlki->bijkl", d_gamma)

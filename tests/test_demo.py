@@ -1,13 +1,27 @@
 """The demo end to end in its --quick mode: report, figures, numbers, cache."""
 
 import json
-import re
 
 import pytest
 import torch
 
 from geomstats_pullback import cli
 from geomstats_pullback.report import format_number
+
+FIGURES = (
+    "model",
+    "magnification",
+    "geodesics",
+    "geodesic_strips",
+    "stochastic",
+    "stochastic_strips",
+    "curvature",
+    "analogies",
+    "frechet",
+)
+# Discrete geodesics are measured on their refined latent polyline: that can exceed the
+# discrete optimum's chord length by O(1 / n_nodes^2) of the length.
+LENGTH_RTOL = 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +51,36 @@ def _numbers_in(tree):
 
 def test_report_and_figures_exist(demo_run):
     out, results, html = demo_run
-    for name in ("model", "magnification"):
+    for name in FIGURES:
         png = out / "figures" / f"{name}.png"
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"figures/{name}.png" in html
-    assert html.count("data:image/png;base64,") >= 2  # self-contained
+    assert html.count("data:image/png;base64,") == len(FIGURES)  # self-contained
     assert (out / "vae-quick.pt").exists()
 
 
 def test_report_shows_the_computed_numbers(demo_run):
     _, results, html = demo_run
+    geo, sto, curv, ana, fre = (results[k] for k in ("geodesics", "stochastic", "curvature", "analogies", "frechet"))
     shown = [
         results["model"]["final_elbo_loss"],
         results["model"]["final_std_loss"],
         *results["magnification"]["log10_mf_mean_metric"].values(),
         *list(results["magnification"]["log10_mf_expected_metric"].values())[:3],
+        *geo["geodesic_length"],
+        *geo["linear_length"],
+        *geo["ratio"],
+        geo["mean_ratio"],
+        *sto["expected_geodesic_length"],
+        *sto["mean_geodesic_length"],
+        *sto["ratio"],
+        sto["mean_ratio"],
+        *(curv[m][k] for m in ("mean", "expected") for k in ("mean", "q05", "q50", "q95", "median_abs", "median_abs_scaled")),
+        *ana["source_change"],
+        *ana["expected_change"],
+        *ana["mean_change"],
+        *fre["mean"]["variance_at_frechet_mean"],
+        *fre["expected"]["variance_at_euclidean_mean"],
     ]
     for value in shown:
         assert format_number(value) in html, value
@@ -69,14 +98,65 @@ def test_numbers_are_sane(demo_run):
     assert results["model"]["checkpoint_source"] == "trained"
 
 
+def test_geodesics_are_not_longer_than_straight_lines(demo_run):
+    _, results, _ = demo_run
+    geo, sto = results["geodesics"], results["stochastic"]
+    assert len(geo["pairs"]) == 3 and geo["pairs"][-1].endswith("(gap)")
+    assert all(geo["converged"]) and all(sto["converged"])
+    for geodesic, line in zip(geo["geodesic_length"], geo["linear_length"]):
+        assert 0 < geodesic <= line * (1 + LENGTH_RTOL)
+    for geodesic, line in zip(sto["expected_geodesic_length"], sto["linear_length"]):
+        assert 0 < geodesic <= line * (1 + LENGTH_RTOL)
+    # Under the expected metric, its own geodesic is also not longer than the mean metric's.
+    for expected, mean in zip(sto["expected_geodesic_length"], sto["mean_geodesic_length"]):
+        assert expected <= mean * (1 + LENGTH_RTOL)
+
+
+def test_expected_metric_geodesics_stay_on_the_data(demo_run):
+    """On the pair picked because its straight line crosses uncertain ground, the expected metric's
+    geodesic climbs less in decoder std than the line, and than the mean metric's geodesic."""
+    _, results, _ = demo_run
+    sto = results["stochastic"]
+    assert sto["excess_std_line"][-1] > 0.05  # the gap is there
+    assert sto["excess_std_expected_geodesic"][-1] < 0.5 * sto["excess_std_line"][-1]
+    assert sto["excess_std_expected_geodesic"][-1] < sto["excess_std_mean_geodesic"][-1]
+    assert sto["ratio"][-1] < 0.9  # and is much shorter under the expected metric
+
+
+def test_frechet_means_do_not_increase_the_variance(demo_run):
+    _, results, _ = demo_run
+    for metric in ("mean", "expected"):
+        numbers = results["frechet"][metric]
+        for at_frechet, at_euclidean in zip(numbers["variance_at_frechet_mean"], numbers["variance_at_euclidean_mean"]):
+            assert at_frechet <= at_euclidean * (1 + 1e-6)
+
+
+def test_curvature_and_analogies_are_reported(demo_run):
+    _, results, _ = demo_run
+    curv = results["curvature"]
+    assert curv["n_points"] == 24 and curv["scale"] > 0
+    for metric in ("mean", "expected"):
+        stats = curv[metric]
+        assert stats["q05"] <= stats["q50"] <= stats["q95"]
+        assert 0 <= stats["fraction_negative"] <= 1
+    ana = results["analogies"]
+    assert len(ana["analogies"]) == 1
+    for key in ("linear_result", "mean_result", "expected_result"):
+        assert all(abs(x) < 1e3 for point in ana[key] for x in point)
+
+
+# Smallest sizes: the cache tests only need the model section.
+TINY = ["--pairs", "1", "--gap-pairs", "0", "--grid", "4", "--curvature-points", "4", "--nodes", "5", "--analogies", "1",
+        "--frechet-classes", "1", "--frechet-points", "2", "--frechet-iter", "1", "--exp-steps", "2"]
+
+
 def test_second_run_loads_the_cached_checkpoint(demo_run):
     out, first, _ = demo_run
-    assert cli.main(["demo", "--out", str(out), "--quick", "--no-progress"]) == 0
+    assert cli.main(["demo", "--out", str(out), "--quick", "--no-progress", *TINY]) == 0
     second = json.loads((out / "results.json").read_text())
     assert second["model"]["checkpoint_source"] == "loaded"
     assert "train VAE" not in second["timings"]
     assert second["model"]["final_elbo_loss"] == first["model"]["final_elbo_loss"]
-    assert second["magnification"] == first["magnification"]
 
 
 def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
@@ -84,7 +164,8 @@ def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
     target = tmp_path / "other"
     target.mkdir()
     (target / "vae-quick.pt").write_bytes((out / "vae-quick.pt").read_bytes())
-    assert cli.main(["demo", "--out", str(target), "--quick", "--no-progress", "--epochs", "2", "--std-epochs", "1"]) == 0
+    argv = ["demo", "--out", str(target), "--quick", "--no-progress", "--epochs", "2", "--std-epochs", "1", *TINY]
+    assert cli.main(argv) == 0
     results = json.loads((target / "results.json").read_text())
     assert results["model"]["checkpoint_source"] == "trained"
-    assert re.search(r"<td>train VAE</td>", (target / "report.html").read_text())
+    assert "<td>train VAE</td>" in (target / "report.html").read_text()

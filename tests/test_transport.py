@@ -44,25 +44,22 @@ def test_sphere_transport_matches_hypersphere(sphere_space, hypersphere):
 
 
 def test_one_geodesic_many_vectors_and_broadcasting(mlp3_space):
-    metric = mlp3_space.metric
+    space = gp.DecoderManifold(mlp3_space.decoder, latent_dim=3)
+    space.metric.exp_solver = gp.GeodesicIVPSolver(space, n_steps=2)  # shapes and code paths only
+    metric = space.metric
     z, direction = _random_vecs(1, 3, 4, scale=0.3)[0], _random_vecs(1, 3, 5, scale=0.3)[0]
     vecs = _random_vecs(6, 3, 6).reshape(2, 3, 3)
     shared = metric.parallel_transport(vecs, z, direction=direction)  # one geodesic carries all vectors
     assert shared.shape == (2, 3, 3)
     one_by_one = metric.parallel_transport(vecs, z.expand(2, 3, 3), direction=direction.expand(2, 3, 3))
     assert torch.allclose(shared, one_by_one, atol=1e-12)
+    assert float((shared - vecs).abs().max()) > 1e-3
     several_points = _random_vecs(4, 3, 7, scale=0.3)
     assert metric.parallel_transport(vecs[0, 0], several_points, direction=direction).shape == (4, 3)
     assert metric.parallel_transport(vecs[0, 0], z, direction=direction).shape == (3,)
-    # Linear in the transported vector.
-    combined = metric.parallel_transport(2 * vecs[0, 0] - vecs[1, 2], z, direction=direction)
-    assert torch.allclose(combined, 2 * shared[0, 0] - shared[1, 2], atol=1e-10)
-    # A zero direction transports nothing.
-    assert torch.allclose(metric.parallel_transport(vecs, z, direction=0 * direction), vecs, atol=1e-12)
 
 
-@pytest.mark.parametrize("eps", [0.0, 0.2])
-@pytest.mark.parametrize("space_name", ["mlp_space", "mlp3_space"])
+@pytest.mark.parametrize(("space_name", "eps"), [("mlp3_space", 0.0), ("mlp_space", 0.2)])
 def test_transport_preserves_inner_products(space_name, eps, request):
     base_space = request.getfixturevalue(space_name)
     dim = base_space.dim
@@ -108,15 +105,16 @@ def test_discrete_schemes_converge_to_the_ode(mlp_space):
     vec = torch.tensor([[0.3, -0.5], [1.0, 0.2]], dtype=torch.float64)
     expected = metric.parallel_transport(vec, z, direction=direction)
     errors = {"projection": [], "ode": []}
-    for n_segments in (8, 16, 32, 64):
-        times = torch.linspace(0.0, 1.0, n_segments + 1, dtype=torch.float64)
-        path = metric.geodesic(z, initial_tangent_vec=direction)(times)  # [2, N + 1, 2]
+    finest = 32
+    path = metric.geodesic(z, initial_tangent_vec=direction)(torch.linspace(0.0, 1.0, finest + 1))  # [2, 33, 2]
+    for n_segments in (8, 16, 32):
+        nodes = path[:, :: finest // n_segments]
         for method, errs in errors.items():
-            result = gp.transport_along_path(metric, vec, path, method=method)
+            result = gp.transport_along_path(metric, vec, nodes, method=method)
             errs.append(float((result - expected).norm(dim=-1).max()))
     assert all(0.85 < order < 1.15 for order in _observed_orders(errors["projection"])), errors
     assert all(1.8 < order < 2.2 for order in _observed_orders(errors["ode"])), errors
-    assert errors["ode"][-1] < 1e-6
+    assert errors["ode"][-1] < 2e-6
 
 
 def test_projection_keeps_the_norm_and_flat_paths_keep_the_vector(mlp_space, flat_space):
@@ -151,3 +149,49 @@ def test_path_transport_broadcasting_and_errors(mlp_space):
         gp.transport_along_path(metric, vec, paths, method="schild")
     with pytest.raises(ValueError, match="broadcast"):
         gp.transport_along_path(metric, _random_vecs(2, 2, 16), paths)
+
+
+
+# ------------------------------------------------------------------ with the log solver
+
+
+def test_end_point_and_geomstats_ladder(sphere_space, hypersphere):
+    """end_point= goes through metric.log; geomstats' own pole ladder runs unchanged and agrees."""
+    metric = sphere_space.metric
+    z0, z1 = sphere_points(2, seed=17), sphere_points(2, seed=18)
+    vec = _random_vecs(2, 2, 19)
+    by_end_point = metric.parallel_transport(vec, z0, end_point=z1)
+    push = hypersphere.tangent_spherical_to_extrinsic
+    expected = hypersphere.metric.parallel_transport(
+        push(vec, z0), hypersphere.spherical_to_extrinsic(z0), end_point=hypersphere.spherical_to_extrinsic(z1)
+    )
+    assert torch.allclose(push(by_end_point, z1), expected, atol=ATOL)
+    # Pole ladder is exact on a symmetric space: it agrees up to the log solver's precision.
+    direction = metric.log_solver.result_.tangent_vec[0]  # log(z1, z0) of the end_point call
+    ladder = metric.ladder_parallel_transport(vec[0], z0[0], direction, n_rungs=1)
+    assert torch.allclose(ladder["transported_tangent_vec"], by_end_point[0], atol=1e-5)
+
+
+def test_analogy_on_a_flat_decoder_is_vector_arithmetic():
+    metric = gp.DecoderManifold(analytic.flat_torus, latent_dim=2).metric
+    a, a_prime, b = (_random_vecs(3, 2, seed, scale=0.5) for seed in (20, 21, 22))
+    # Broadcasting: one change applied to several points.
+    assert torch.allclose(gp.analogy(metric, a[0], a_prime[0], b), b + (a_prime[0] - a[0]), atol=ATOL)
+
+
+def test_analogy_on_the_sphere_matches_hypersphere(sphere_space, hypersphere):
+    metric = sphere_space.metric
+    a, b = sphere_points(2, seed=23), sphere_points(2, seed=24)
+    a_prime = a + _random_vecs(2, 2, 25, scale=0.2)
+    result = gp.analogy(metric, a, a_prime, b)
+    to_sphere, sphere = hypersphere.spherical_to_extrinsic, hypersphere.metric
+    change = sphere.log(to_sphere(a_prime), to_sphere(a))
+    expected = sphere.exp(sphere.parallel_transport(change, to_sphere(a), end_point=to_sphere(b)), to_sphere(b))
+    assert torch.allclose(to_sphere(result), expected, atol=ATOL)
+    # Along the log solver's discrete geodesic: the ODE scheme is second order in its node spacing.
+    path = metric.log_solver.solve(b, a).path
+    along_path = gp.analogy(metric, a, a_prime, b, path=path)
+    spacing = 1.0 / (path.shape[-2] - 1)
+    assert float((to_sphere(along_path) - expected).abs().max()) < 0.1 * spacing
+    with pytest.raises(ValueError, match="point_b"):
+        gp.analogy(metric, a, a_prime, a_prime, path=path)
