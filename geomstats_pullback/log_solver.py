@@ -215,7 +215,7 @@ class GeodesicBVPSolver(LogSolver):
 
     # ------------------------------------------------------------ public API
 
-    def solve(self, point, base_point):
+    def solve(self, point, base_point, *, initial_path=None):
         """Solve the geodesic boundary value problems, batched.
 
         Parameters
@@ -224,6 +224,12 @@ class GeodesicBVPSolver(LogSolver):
             End points.
         base_point : array-like, shape=[..., dim]
             Start points; broadcast against ``point``.
+        initial_path : array-like, shape=[..., n_nodes, dim], optional
+            A warm start: paths to start Newton's method from on the finest
+            level directly (e.g. the ``path`` of an earlier result whose end
+            points moved a little); their end nodes are replaced by
+            ``base_point`` and ``point``. Default: straight lines (or the
+            graph paths of :attr:`init`), coarse to fine.
 
         Returns
         -------
@@ -234,9 +240,22 @@ class GeodesicBVPSolver(LogSolver):
         point = as_latent(point, dim, "point")
         base_point = as_latent(base_point, dim, "base_point")
         batch_shape, (end, start) = broadcast_batch(point, base_point)
+        if initial_path is not None:
+            initial_path = as_latent(initial_path, dim, "initial_path")
+            shape = batch_shape + (self.n_nodes, dim)
+            if initial_path.ndim < 2 or initial_path.shape[-2] != self.n_nodes:
+                raise ValueError(f"initial_path must have shape {shape}, got {tuple(initial_path.shape)}.")
+            initial_path = gs.reshape(gs.broadcast_to(initial_path, shape), (-1, self.n_nodes, dim))
         jacobian_entries = self.n_nodes * self._space.decoder.output_dim * dim
         chunk = max(1, _MAX_JACOBIAN_ENTRIES // jacobian_entries)
-        parts = [self._solve_flat(end[i : i + chunk], start[i : i + chunk]) for i in range(0, start.shape[0], chunk)]
+        parts = [
+            self._solve_flat(
+                end[i : i + chunk],
+                start[i : i + chunk],
+                None if initial_path is None else initial_path[i : i + chunk],
+            )
+            for i in range(0, start.shape[0], chunk)
+        ]
         flat = _concatenate_results(parts) if len(parts) > 1 else parts[0]
         result = GeodesicBVPResult(
             tangent_vec=gs.reshape(flat.tangent_vec, batch_shape + (dim,)),
@@ -314,7 +333,7 @@ class GeodesicBVPSolver(LogSolver):
 
     # ------------------------------------------------------------ algorithm
 
-    def _solve_flat(self, end, start):
+    def _solve_flat(self, end, start, initial_path=None):
         """Both stages on flat batches ``[B, d]``; returns a flat GeodesicBVPResult."""
         metric = self._space.metric
         decoder = self._space.decoder
@@ -326,9 +345,12 @@ class GeodesicBVPSolver(LogSolver):
 
         n_segments = self.n_nodes - 1
         levels = [n_segments]
-        while levels[0] % 2 == 0 and levels[0] // 2 >= _COARSEST_LEVEL:
-            levels.insert(0, levels[0] // 2)
-        path = self._initial_path(start, end, levels[0])
+        if initial_path is None:
+            while levels[0] % 2 == 0 and levels[0] // 2 >= _COARSEST_LEVEL:
+                levels.insert(0, levels[0] // 2)
+            path = self._initial_path(start, end, levels[0])
+        else:
+            path = gs.concatenate([start[:, None], initial_path[:, 1:-1], end[:, None]], axis=1)
 
         moving = separation > 0
         idx = gs.where(moving)[0]

@@ -7,33 +7,35 @@ only see ``exp``/``log``/``dist``, so each of their iterations solves every
 geodesic boundary value problem from scratch, shooting included.
 
 :class:`PullbackFrechetMean` computes the same quantity as geomstats'
-``FrechetMean`` without any ``exp`` or shooting: it keeps one discrete
-geodesic from the current mean to every data point, and at each iteration
-moves the mean and improves all paths at once,
+``FrechetMean`` (the point where ``sum_i w_i log_m x_i = 0``) with the
+metric's own log solver, used the way a mean needs it: it keeps the discrete
+geodesic from the current mean to every data point, and each update
 
-.. math::
+.. math:: m \leftarrow m + \alpha \sum_i w_i \log_m x_i
 
-    v_i = \dot\gamma_i(0) \approx \log_m x_i, \qquad m \leftarrow m + \alpha \sum_i w_i v_i,
-
-where ``gamma_i`` is the discrete geodesic from ``m`` to ``x_i``
-(minimiser of the discrete path energy, Shao et al. 2018), refined by one or
-two Newton iterations per step and shifted along with the mean (a warm start:
-the previous paths are nearly right). The fixed point is the first-order
-condition of the Fréchet mean, ``sum_i w_i log_m x_i = 0``; the logs come
-from a fourth-order one-sided difference on the paths, accurate to
-``O(n_nodes^-4)``. Paths are solved coarse to fine, like the log solver's.
+shifts those paths with the mean, so that the next batched solve starts from
+nearly converged paths (``GeodesicBVPSolver.solve(..., initial_path=...)``: one
+or two Newton iterations instead of a coarse-to-fine solve from straight
+lines). The iterations run on discrete geodesics alone (no ``exp``, logs
+accurate to ``O(1/n_nodes^2)``); the last ones, warm started as well, add the
+solver's shooting, so that the mean satisfies the first-order condition with
+the metric's exact ``log``.
 
 When to use which:
 
-- ``PullbackFrechetMean``: a mean of many points (tens to thousands) on a
-  learned decoder; the points' geodesics from the mean must be reachable from
-  straight latent lines (the log solver's default start).
-- geomstats' ``FrechetMean(space)``: a reference implementation, a few points,
-  another optimizer (``method="adaptive"``), or a metric whose ``log`` needs the
-  solver's graph initialisation (``metric.log_solver.init``) or shooting to
-  reach ``exp(log) = x`` exactly.
+- ``PullbackFrechetMean``: means on a learned decoder, of many points (tens
+  to thousands), with the log solver's settings (``metric.log_solver``:
+  nodes, tolerance, graph initialisation).
+- geomstats' ``FrechetMean(space)``: the reference implementation; a few
+  points; its other optimizers (``method="adaptive"``, ``"batch"`` for many
+  means at once); a metric whose log solver is not a ``GeodesicBVPSolver``.
+  Each of its iterations solves every boundary value problem from scratch,
+  shooting included, and its default stopping rule (``epsilon=1e-4`` on the
+  squared norm of the mean log) is loose: tighten it with
+  ``.set(epsilon=...)`` for accurate means.
 """
 
+import copy
 import logging
 import warnings
 
@@ -41,34 +43,32 @@ import geomstats.backend as gs
 from sklearn.base import BaseEstimator
 
 from geomstats_pullback._validation import as_latent
-from geomstats_pullback.log_solver import (
-    _COARSEST_LEVEL,
-    ConvergenceWarning,
-    _discrete_geodesic,
-    _initial_velocity,
-    _refine,
-)
+from geomstats_pullback.log_solver import ConvergenceWarning, GeodesicBVPSolver
 
 logger = logging.getLogger(__name__)
 
 
 class PullbackFrechetMean(BaseEstimator):
-    """Fréchet mean on a pullback metric, with all geodesics from the mean solved together.
+    """Fréchet mean on a pullback metric, with warm-started geodesics from the mean.
 
     Parameters
     ----------
     space : DecoderManifold
-        Equipped latent manifold.
-    n_nodes : int
-        Nodes of each discrete geodesic, end points included.
+        Equipped latent manifold; its ``metric.log_solver`` (a
+        :class:`~geomstats_pullback.log_solver.GeodesicBVPSolver`) gives the
+        settings of the boundary value problems (nodes, tolerance, graph
+        initialisation of the first solve).
     max_iter : int
-        Mean updates per resolution level.
-    newton_iter : int
-        Newton iterations on the discrete paths per mean update.
+        Mean updates per stage (discrete, then exact).
     tol : float
-        Stop when the metric norm of the mean update is at most ``tol`` times
-        the root mean squared distance to the points, and every path has
-        converged (Newton steps below ``tol`` times its latent length).
+        Stop when the metric norm of the mean log, ``|sum_i w_i log_m x_i|``,
+        is at most ``tol`` times the root mean squared distance to the points,
+        and every boundary value problem converged. Keep it above the log
+        solver's own relative tolerance (``1e-7`` in float64).
+    refine : bool
+        Finish with the log solver's shooting (exact logs). Without it, the
+        mean is that of the discrete geodesics: logs have a relative error
+        ``O(1/n_nodes^2)`` (about ``1e-5`` at 33 nodes), no ``exp`` is called.
     init_point : array-like, shape=[dim], optional
         Starting mean. Default: the weighted mean of the latent points.
 
@@ -77,15 +77,18 @@ class PullbackFrechetMean(BaseEstimator):
     estimate_ : array-like, shape=[dim]
         The Fréchet mean.
     logs_ : array-like, shape=[n_samples, dim]
-        ``log_{estimate_}(X[i])``, from the discrete geodesics.
+        ``log_{estimate_}(X[i])`` from the last solve (before the last,
+        converged, check no update follows, so they are the logs at ``estimate_``).
     paths_ : array-like, shape=[n_samples, n_nodes, dim]
         Discrete geodesics from the mean to the points.
     variance_ : float
         Weighted mean squared geodesic distance from the mean to the points.
     n_iter_ : int
-        Mean updates, all levels.
+        Mean updates, both stages.
+    n_solves_ : int
+        Batched calls of the log solver (each solves all ``n_samples`` problems).
     converged_ : bool
-        Whether the last level met ``tol`` within ``max_iter`` updates.
+        Whether the last stage met ``tol`` within ``max_iter`` updates.
 
     Examples
     --------
@@ -97,12 +100,11 @@ class PullbackFrechetMean(BaseEstimator):
     True
     """
 
-    def __init__(self, space, *, n_nodes=33, max_iter=50, newton_iter=2, tol=1e-8, init_point=None):
+    def __init__(self, space, *, max_iter=50, tol=1e-5, refine=True, init_point=None):
         self.space = space
-        self.n_nodes = n_nodes
         self.max_iter = max_iter
-        self.newton_iter = newton_iter
         self.tol = tol
+        self.refine = refine
         self.init_point = init_point
 
     def fit(self, X, y=None, weights=None):
@@ -124,92 +126,91 @@ class PullbackFrechetMean(BaseEstimator):
         Warns
         -----
         ConvergenceWarning
-            If ``max_iter`` updates did not meet ``tol`` at the finest level.
+            If the last stage did not meet ``tol`` within ``max_iter`` updates.
         """
         self._check_params()
-        metric = self.space.metric
         dim = self.space.dim
         points = as_latent(X, dim, "X")
         if points.ndim != 2 or points.shape[0] == 0:
             raise ValueError(f"X must have shape [n_samples >= 1, {dim}], got {tuple(points.shape)}.")
         weights = self._normalised_weights(weights, points)
-        mean = gs.einsum("n,nd->d", weights, points)
-        if self.init_point is not None:
+        if self.init_point is None:
+            mean = gs.einsum("n,nd->d", weights, points)
+        else:
             mean = as_latent(self.init_point, dim, "init_point")
             if mean.ndim != 1:
                 raise ValueError(f"init_point must have shape [{dim}], got {tuple(mean.shape)}.")
 
-        levels = [self.n_nodes - 1]
-        while levels[0] % 2 == 0 and levels[0] // 2 >= _COARSEST_LEVEL:
-            levels.insert(0, levels[0] // 2)
-        times = gs.linspace(0.0, 1.0, levels[0] + 1)
-        paths = mean + times[None, :, None] * (points - mean)[:, None, :]  # [n, N + 1, d]
+        solver = self.space.metric.log_solver
+        if not isinstance(solver, GeodesicBVPSolver):
+            raise TypeError(
+                "PullbackFrechetMean warm-starts the metric's log solver, which must be a "
+                f"GeodesicBVPSolver, not {type(solver).__name__}; use geomstats' FrechetMean instead."
+            )
+        discrete = copy.copy(solver)
+        discrete.shooting = False
+        stages = [discrete]
+        if self.refine:
+            exact = copy.copy(solver)
+            exact.shooting = True
+            stages.append(exact)
 
-        n_iter = 0
-        for level in range(len(levels)):
-            if level:
-                paths = _refine(paths)
-            last = level == len(levels) - 1
-            tol = self.tol if last else 1e-3
-            mean, paths, iters, converged = self._solve_level(metric, points, weights, paths, tol)
-            n_iter += iters
+        state = {"mean": mean, "path": None, "n_iter": 0, "n_solves": 0}
+        for stage_solver in stages:
+            converged = self._iterate(stage_solver, points, weights, state)
 
-        logs = _initial_velocity(paths)
-        self.estimate_ = mean
+        logs = state["logs"]
+        self.estimate_ = state["mean"]
         self.logs_ = logs
-        self.paths_ = paths
-        self.variance_ = float(gs.sum(weights * metric.squared_norm(logs, mean)))
-        self.n_iter_ = n_iter
+        self.paths_ = state["path"]
+        self.variance_ = float(gs.sum(weights * self.space.metric.squared_norm(logs, state["mean"])))
+        self.n_iter_ = state["n_iter"]
+        self.n_solves_ = state["n_solves"]
         self.converged_ = bool(converged)
         if not converged:
             message = (
-                f"PullbackFrechetMean did not reach tol={self.tol:g} in max_iter={self.max_iter} "
-                "updates; raise max_iter, or compare with geomstats' FrechetMean."
+                f"PullbackFrechetMean did not reach tol={self.tol:g} in max_iter={self.max_iter} updates "
+                "(or a boundary value problem did not converge, see metric.log_solver); raise "
+                "max_iter, or compare with geomstats' FrechetMean."
             )
             logger.warning(message)
             warnings.warn(message, ConvergenceWarning, stacklevel=2)
         return self
 
-    def _solve_level(self, metric, points, weights, paths, tol):
-        """Alternate mean updates and Newton steps on all paths at one resolution.
+    def _iterate(self, solver, points, weights, state):
+        """Mean updates, one warm-started batched solve each, until ``tol``.
 
-        Returns ``(mean, paths, n_updates, converged)``.
+        ``state`` holds the mean, the paths from it, the last logs and counts;
+        updated in place. Returns whether ``tol`` was met.
         """
-        n_seg = paths.shape[1] - 1
-        taper = 1.0 - gs.linspace(0.0, 1.0, n_seg + 1)[None, :, None]  # moves the start, keeps the end
+        metric = self.space.metric
         step_size, last_norm = 1.0, float("inf")
-        converged = False
-        n_updates = 0
-        for _ in range(self.max_iter):
-            mean = paths[0, 0]
-            separation = gs.linalg.norm(points - mean, axis=-1)
-            paths, paths_converged, _, _ = _discrete_geodesic(
-                metric.decoder,
-                metric.eps,
-                paths,
-                xtol=tol * separation,
-                max_iter=self.newton_iter,
-                with_sensitivity=False,
-            )
-            logs = _initial_velocity(paths)  # [n, d]
+        for update in range(self.max_iter + 1):
+            mean = state["mean"]
+            result = solver.solve(points, mean, initial_path=state["path"])
+            state["n_solves"] += 1
+            logs = result.tangent_vec  # [n, d]
+            state["logs"], state["path"] = logs, result.path
             step = gs.einsum("n,nd->d", weights, logs)
             step_norm = float(metric.norm(step, mean))
             spread = float(gs.sqrt(gs.sum(weights * metric.squared_norm(logs, mean))))
-            if step_norm <= tol * spread and bool(gs.all(paths_converged)):
-                converged = True
-                break
+            if step_norm <= self.tol * spread and bool(gs.all(result.converged)):
+                return True
+            if update == self.max_iter:
+                return False
             if step_norm > last_norm:  # overshoot: shorter steps from now on
                 step_size /= 2
             last_norm = step_norm
-            paths = paths + step_size * taper * step
-            n_updates += 1
-        return paths[0, 0], paths, n_updates, converged
+            # Move the mean; shift every path with it, tapering to its fixed end point.
+            taper = 1.0 - gs.linspace(0.0, 1.0, result.path.shape[-2])[:, None]  # [n_nodes, 1]
+            state["mean"] = mean + step_size * step
+            state["path"] = result.path + step_size * taper * step
+            state["n_iter"] += 1
+        return False
 
     def _check_params(self):
-        for name, low in (("n_nodes", 3), ("max_iter", 1), ("newton_iter", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}.")
         if not self.tol > 0:
             raise ValueError(f"tol must be positive, got {self.tol!r}.")
 
