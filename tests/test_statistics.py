@@ -141,6 +141,20 @@ def test_pullback_frechet_mean_refuses_bad_input(sphere):
     assert estimator.get_params()["tol"] == 1e-6 and not hasattr(estimator, "estimate_")
 
 
+def test_log_solver_warm_start_gives_the_same_log_in_fewer_iterations(mlp):
+    solver = mlp.metric.log_solver
+    points, base = mlp.random_point(6), gs.array([0.1, 0.2])
+    first = solver.solve(points, base)
+    moved = base + gs.array([0.02, -0.01])
+    cold = solver.solve(points, moved)
+    warm = solver.solve(points, moved, initial_path=first.path)
+    assert bool(gs.all(warm.converged))
+    torch.testing.assert_close(warm.tangent_vec, cold.tangent_vec, atol=1e-8, rtol=0)
+    assert warm.n_iter - warm.n_exp < cold.n_iter - cold.n_exp  # Newton iterations
+    with pytest.raises(ValueError, match="initial_path"):
+        solver.solve(points, moved, initial_path=first.path[:, :-1])
+
+
 # ---------------------------------------------------------------- squared_dist gradients
 
 
