@@ -61,9 +61,10 @@ class PullbackFrechetMean(BaseEstimator):
     max_iter : int
         Mean updates per stage (discrete, then exact).
     tol : float
-        Stop when the metric norm of the mean log, ``|sum_i w_i log_m x_i|``,
-        is at most ``tol`` times the root mean squared distance to the points,
-        and every boundary value problem converged. Keep it above the log
+        A stage stops when the metric norm of the mean log,
+        ``|sum_i w_i log_m x_i|``, is at most ``tol`` times the root mean
+        squared distance to the points; it converged if every boundary value
+        problem of its last solve converged too. Keep ``tol`` above the log
         solver's own relative tolerance (``1e-7`` in float64).
     refine : bool
         Finish with the log solver's shooting (exact logs). Without it, the
@@ -77,8 +78,8 @@ class PullbackFrechetMean(BaseEstimator):
     estimate_ : array-like, shape=[dim]
         The Fréchet mean.
     logs_ : array-like, shape=[n_samples, dim]
-        ``log_{estimate_}(X[i])`` from the last solve (before the last,
-        converged, check no update follows, so they are the logs at ``estimate_``).
+        ``log_{estimate_}(X[i])``, from the last solve (the mean does not move
+        after it).
     paths_ : array-like, shape=[n_samples, n_nodes, dim]
         Discrete geodesics from the mean to the points.
     variance_ : float
@@ -88,7 +89,14 @@ class PullbackFrechetMean(BaseEstimator):
     n_solves_ : int
         Batched calls of the log solver (each solves all ``n_samples`` problems).
     converged_ : bool
-        Whether the last stage met ``tol`` within ``max_iter`` updates.
+        Whether the last stage met ``tol`` within ``max_iter`` updates, with
+        every boundary value problem converged.
+
+    Notes
+    -----
+    The mean moves in latent coordinates, ``m + step`` (a retraction; the
+    fixed point is the same as with ``exp``), with the step halved whenever
+    the mean log grows.
 
     Examples
     --------
@@ -126,7 +134,8 @@ class PullbackFrechetMean(BaseEstimator):
         Warns
         -----
         ConvergenceWarning
-            If the last stage did not meet ``tol`` within ``max_iter`` updates.
+            If the last stage did not meet ``tol`` within ``max_iter`` updates, or
+            a boundary value problem did not converge.
         """
         self._check_params()
         dim = self.space.dim
@@ -181,7 +190,7 @@ class PullbackFrechetMean(BaseEstimator):
         """Mean updates, one warm-started batched solve each, until ``tol``.
 
         ``state`` holds the mean, the paths from it, the last logs and counts;
-        updated in place. Returns whether ``tol`` was met.
+        updated in place. Returns whether ``tol`` was met with every problem converged.
         """
         metric = self.space.metric
         step_size, last_norm = 1.0, float("inf")
@@ -194,8 +203,8 @@ class PullbackFrechetMean(BaseEstimator):
             step = gs.einsum("n,nd->d", weights, logs)
             step_norm = float(metric.norm(step, mean))
             spread = float(gs.sqrt(gs.sum(weights * metric.squared_norm(logs, mean))))
-            if step_norm <= self.tol * spread and bool(gs.all(result.converged)):
-                return True
+            if step_norm <= self.tol * spread:
+                return bool(gs.all(result.converged))
             if update == self.max_iter:
                 return False
             if step_norm > last_norm:  # overshoot: shorter steps from now on
