@@ -105,9 +105,9 @@ class GeodesicLawsTestData(LocalLawsTestData):
     Left out to keep the file short: ``geodesic_bvp_reverse`` (two more
     boundary value problems per point; ``dist_is_symmetric`` and
     ``geodesic_boundary_points`` check the same solver), ``geodesic_ivp_vec``
-    (``exp_vec`` covers the broadcasting). Left out as implied by construction: ``dist_is_log_norm`` (our ``dist`` is
-    the norm of ``log``), ``*_belongs``/``log_is_tangent`` (the latent space is
-    open: every finite point belongs).
+    (``exp_vec`` covers the broadcasting); as implied by construction,
+    ``*_belongs`` and ``log_is_tangent`` (the latent space is open: every
+    finite point belongs).
     """
 
     tolerances = {
@@ -116,6 +116,9 @@ class GeodesicLawsTestData(LocalLawsTestData):
         "exp_after_log": {"atol": 1e-6},
         "log_after_exp": {"atol": 1e-6},
         "dist_is_symmetric": {"atol": 1e-6},
+        "squared_dist_is_symmetric": {"atol": 1e-6},
+        "dist_is_log_norm": {"atol": 1e-12},
+        "dist_triangle_inequality": {"atol": 1e-6},
         "geodesic_boundary_points": {"atol": 1e-6},
         "parallel_transport_bvp_norm": {"atol": 1e-6},
         "log_vec": {"atol": 1e-6},
@@ -128,6 +131,10 @@ _random_tests(
     "exp_after_log",
     "log_after_exp",
     "dist_is_symmetric",
+    "squared_dist_is_symmetric",
+    "dist_is_positive",
+    "dist_is_log_norm",
+    "dist_triangle_inequality",
     "geodesic_boundary_points",
     "parallel_transport_bvp_norm",
 )
