@@ -721,15 +721,18 @@ def section_analogies(ctx, report):
     names = [t[0] for t in triples]
     a, a_prime, b = (torch.stack([t[k] for t in triples]) for k in (1, 2, 3))
     results = {"linear": b + (a_prime - a)}
+    converged = {}
     for name, space in (("mean", ctx.mean_space), ("expected", ctx.stochastic_space)):
-        path, _ = geodesics(space, a, b)  # transport along the discrete geodesic a -> b
-        results[name] = analogy(space.metric, a, a_prime, b, path=path)
+        path, path_converged = geodesics(space, a, b)  # transport along the discrete geodesic a -> b
+        with solver_warnings() as caught:  # from log_a(a') inside analogy
+            results[name] = analogy(space.metric, a, a_prime, b, path=path)
+        converged[name] = bool(path_converged.all()) and not caught
 
     def change(x, y):
         return (ctx.vae.decode(y) - ctx.vae.decode(x)).reshape(len(x), -1).norm(dim=-1)
 
     source_change = change(a, a_prime)
-    numbers = {"analogies": names, "source_change": source_change.tolist()}
+    numbers = {"analogies": names, "source_change": source_change.tolist(), "solves_converged": converged}
     for key, b_prime in results.items():
         numbers[f"{key}_change"] = change(b, b_prime).tolist()
         numbers[f"{key}_std_at_result"] = ctx.vae.decoder_std(b_prime).mean(dim=(-1, -2)).tolist()
@@ -771,7 +774,10 @@ def section_analogies(ctx, report):
             "of style), b a typical code of another digit. The change v = log_a(a') is parallel-transported "
             "along the discrete geodesic from a to b and applied at b: b' = exp_b(PT(v)). The straight-line "
             "analogy b + a' - a is shown for comparison. Decoder std at b' says whether it stayed on the data "
-            f"(std far from the data: {math.sqrt(1 / ctx.vae.zeta + ctx.vae.min_std**2):.3g}).",
+            f"(std far from the data: {math.sqrt(1 / ctx.vae.zeta + ctx.vae.min_std**2):.3g}). All geodesic "
+            "solves converged: "
+            + ", ".join(f"{name} metric {'yes' if ok else 'NO'}" for name, ok in converged.items())
+            + ".",
         ],
         tables=[
             (

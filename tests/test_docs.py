@@ -47,3 +47,5 @@ def test_markdown_lite_converts_the_subset_used_by_the_docs():
     assert "`link <https://x.org>`__" in rst
     assert "and a `link <https://x.org>`__.\n\n- item" in rst  # blank line before the list
     assert ".. code-block:: python\n\n   x = 1\n" in rst
+    table = markdown_to_rst("| a | `b` |\n|---:|:---|\n| 1 | 2 |\n")
+    assert ".. list-table::\n   :header-rows: 1\n\n   * - a\n     - ``b``\n   * - 1\n     - 2\n" in table

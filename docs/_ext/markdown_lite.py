@@ -3,7 +3,7 @@
 A small Sphinx source parser: it rewrites the Markdown subset those pages use
 into reStructuredText, then hands it to Sphinx's own reST parser. Supported:
 ATX headings (``#`` to ``####``), fenced code blocks, inline code, links,
-emphasis, and lists. Anything else passes through as reST, so an unsupported
+emphasis, lists, and pipe tables. Anything else passes through as reST, so an unsupported
 construct shows up as a build warning (the docs build with ``-W``).
 """
 
@@ -14,6 +14,20 @@ from sphinx.parsers import RSTParser
 _UNDERLINES = {1: "=", 2: "-", 3: "~", 4: "^"}
 _INLINE = re.compile(r"`(?P<code>[^`\n]+)`|\[(?P<text>[^\]\n]+)\]\((?P<url>[^)\s]+)\)")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
+_TABLE_RULE = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+
+
+def _cells(line):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _table(rows):
+    """A pipe table (header row first) as a reST list-table."""
+    out = ["", ".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        for j, cell in enumerate(row):
+            out.append(f"   {'* -' if j == 0 else '  -'} {_inline(cell)}".rstrip())
+    return out + [""]
 
 
 def _inline(text):
@@ -56,6 +70,14 @@ def markdown_to_rst(source):
                 i += 1
             out += ["", f".. code-block:: {language}", ""] + [f"   {b}" if b else "" for b in block] + [""]
             i += 1
+            continue
+        if line.lstrip().startswith("|") and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+            rows = [_cells(line)]
+            i += 2
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                rows.append(_cells(lines[i]))
+                i += 1
+            out += _table(rows)
             continue
         heading = re.match(r"^(#{1,4})\s+(.*?)\s*#*$", line)
         if heading:
