@@ -195,7 +195,8 @@ def test_riemannian_kmeans_separates_two_clusters(mlp_fast):
 def test_tangent_pca_of_points_along_a_geodesic_has_one_component(tmp_path):
     # In a separate process: scikit-learn's array API mode (see the script) is process-wide.
     script = Path(__file__).with_name("_tangent_pca_array_api.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    root = str(Path(__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "out.json")], env=env, capture_output=True, text=True, timeout=300
     )
