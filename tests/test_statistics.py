@@ -256,6 +256,7 @@ def test_geodesic_regression_recovers_a_geodesic(sphere_fast):
         warnings.simplefilter("error", ConvergenceWarning)
         regression = GeodesicRegression(sphere, method="riemannian", center_X=False, initialization="frechet")
         regression.fit(times, y)
-    torch.testing.assert_close(regression.intercept_, intercept, atol=1e-2, rtol=0)
-    torch.testing.assert_close(regression.coef_, coef, atol=2e-2, rtol=0)
-    torch.testing.assert_close(regression.predict(times), y, atol=2e-2, rtol=0)
+    # noise 0.003 per coordinate on 8 points: parameters within a few noise levels
+    torch.testing.assert_close(regression.intercept_, intercept, atol=6e-3, rtol=0)
+    torch.testing.assert_close(regression.coef_, coef, atol=6e-3, rtol=0)
+    torch.testing.assert_close(regression.predict(times), y, atol=1e-2, rtol=0)
