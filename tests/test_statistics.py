@@ -24,6 +24,7 @@ from geomstats.learning.geodesic_regression import GeodesicRegression
 from geomstats.learning.kernel_density_estimation_classifier import KernelDensityEstimationClassifier
 from geomstats.learning.kmeans import RiemannianKMeans
 from geomstats.learning.knn import KNearestNeighborsClassifier
+from geomstats.learning.riemannian_mean_shift import RiemannianMeanShift
 from sklearn.neighbors import KNeighborsClassifier
 
 import geomstats_pullback as gp
@@ -242,6 +243,17 @@ def test_kernel_density_classifier_runs(mlp_fast):
     left, right = uniform(3, [-0.9, -0.3], [-0.6, 0.3], seed=10), uniform(3, [0.6, -0.3], [0.9, 0.3], seed=11)
     kde = KernelDensityEstimationClassifier(mlp_fast, bandwidth=1.0).fit(torch.cat([left, right]), [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(kde.predict(gs.array([[-0.8, 0.0], [0.8, 0.1]])), [0, 1])
+
+
+def test_riemannian_mean_shift_finds_the_means_of_two_clusters(mlp_fast):
+    left, right = uniform(4, [-0.9, -0.3], [-0.6, 0.3], seed=6), uniform(4, [0.6, -0.3], [0.9, 0.3], seed=7)
+    X = torch.cat([left, right])  # clusters about 0.05 across, 0.3 apart (geodesic distances)
+    gs.random.seed(1)  # the estimator starts from random data points: here one in each cluster
+    shift = RiemannianMeanShift(mlp_fast, bandwidth=0.15, n_clusters=2, tol=1e-4, max_iter=20).fit(X)
+    means = torch.stack([gp.PullbackFrechetMean(mlp_fast).fit(part).estimate_ for part in (left, right)])
+    order = torch.argsort(shift.cluster_centers_[:, 0])
+    torch.testing.assert_close(shift.cluster_centers_[order], means, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(shift.predict(X).numpy(), np.repeat(order.numpy(), 4))
 
 
 def test_geodesic_regression_recovers_a_geodesic(sphere_fast):
