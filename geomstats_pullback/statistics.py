@@ -2,7 +2,9 @@ r"""Statistics on latent data that use the structure of a pullback metric.
 
 geomstats' own estimators (``geomstats.learning``: ``FrechetMean``,
 ``TangentPCA``, ``RiemannianKMeans``, ``KNearestNeighborsClassifier``,
-``GeodesicRegression``, ...) run unchanged on :class:`DecoderManifold`. They
+``KernelDensityEstimationClassifier``, ``RiemannianMeanShift``,
+``GeodesicRegression``, ...) run unchanged on :class:`DecoderManifold`
+(``tests/test_statistics.py``). They
 only see ``exp``/``log``/``dist``, so each of their iterations solves every
 geodesic boundary value problem from scratch, shooting included.
 

@@ -1,5 +1,9 @@
 """Statistics on latent data: geomstats' estimators unchanged, and PullbackFrechetMean.
 
+geomstats' FrechetMean (default, adaptive, batch), TangentPCA, RiemannianKMeans,
+KNearestNeighborsClassifier, KernelDensityEstimationClassifier,
+RiemannianMeanShift and GeodesicRegression run on DecoderManifold.
+
 Ground truths: geomstats' ``Hypersphere(2)`` through the sphere chart, the
 first-order condition of the Fréchet mean with the metric's own ``log``, data
 generated along known geodesics, and a classification task whose labels follow
