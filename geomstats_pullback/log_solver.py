@@ -477,32 +477,6 @@ def _decode(decoder, nodes):
     return gs.reshape(decoder(gs.reshape(nodes, (-1, dim))), (n_pairs, n_nodes, -1))
 
 
-def _contracted_hessian(decoder, points, weights):
-    """``sum_a weights_a f''_a(z)[e_i, e_j]`` for ``points [M, d]``, ``weights [M, D]``: ``[M, d, d]``.
-
-    Batches the ``d (d + 1) / 2`` second directional derivatives in chunks
-    of at most ``2**24`` decoded entries.
-    """
-    n_points, dim = points.shape
-    rows, cols = np.triu_indices(dim)
-    eye = gs.eye(dim, dtype=points.dtype)
-    per_call = max(1, 2**24 // max(1, n_points * weights.shape[-1]))
-    values = []
-    for first in range(0, rows.shape[0], per_call):
-        pairs = slice(first, first + per_call)
-        n_here = rows[pairs].shape[0]
-        z = gs.tile(points, (n_here, 1))
-        u = gs.repeat(eye[rows[pairs]], n_points, axis=0)
-        v = gs.repeat(eye[cols[pairs]], n_points, axis=0)
-        second = decoder.second_derivative(z, u, v)  # [P*M, D]
-        values.append(gs.sum(gs.reshape(second, (n_here, n_points, -1)) * weights[None], axis=-1))
-    upper = gs.concatenate(values, axis=0)  # [P, M]
-    out = gs.zeros((n_points, dim, dim), dtype=points.dtype)
-    out[:, rows, cols] = gs.transpose(upper)
-    out[:, cols, rows] = gs.transpose(upper)
-    return out
-
-
 def _newton_system(decoder, eps, path, decoded):
     """Half-gradient and Gauss-Newton blocks of the (halved) Hessian of the discrete energy.
 
@@ -521,11 +495,16 @@ def _newton_system(decoder, eps, path, decoded):
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
     interior = gs.reshape(path[:, 1:-1], (-1, dim))
-    jac = gs.reshape(decoder.jacobian(interior), (n_pairs, n_seg - 1, -1, dim))  # [B, N-1, D, d]
+    flat_jac = decoder.jacobian(interior)  # [B*(N-1), D, d]
+    jac = gs.reshape(flat_jac, (n_pairs, n_seg - 1, -1, dim))  # [B, N-1, D, d]
     weights = 2 * decoded[:, 1:-1] - decoded[:, :-2] - decoded[:, 2:]  # [B, N-1, D]
     grad = n_seg * gs.einsum("bkai,bka->bki", jac, weights)
     gauss_newton = 2 * n_seg * gs.einsum("bkai,bkaj->bkij", jac, jac)
-    upper = -n_seg * gs.einsum("bkai,bkaj->bkij", jac[:, :-1], jac[:, 1:])
+    # Products of consecutive Jacobians on the flat (contiguous) batch: slicing the
+    # node axis of [B, N-1, D, d] first would make einsum copy both operands (7x slower).
+    consecutive = gs.einsum("kai,kaj->kij", flat_jac[:-1], flat_jac[1:])  # [B*(N-1) - 1, d, d]
+    consecutive = gs.concatenate([consecutive, gs.zeros_like(consecutive[:1])])
+    upper = -n_seg * gs.reshape(consecutive, (n_pairs, n_seg - 1, dim, dim))[:, :-1]
     if eps:
         eye = gs.eye(dim, dtype=path.dtype)
         grad = grad + eps * n_seg * (2 * path[:, 1:-1] - path[:, :-2] - path[:, 2:])
@@ -546,7 +525,7 @@ def _second_order_term(decoder, path, weights):
     n_interior = n_nodes - 2
     sampled = np.union1d(np.arange(0, n_interior, 2), [n_interior - 1])  # [S]
     points = gs.reshape(path[:, 1:-1][:, sampled], (-1, dim))
-    second = _contracted_hessian(decoder, points, gs.reshape(weights[:, sampled], (points.shape[0], -1)))
+    second = decoder.weighted_hessian(points, gs.reshape(weights[:, sampled], (points.shape[0], -1)))
     second = gs.reshape(second, (n_pairs, sampled.shape[0], dim, dim))
     out = gs.zeros((n_pairs, n_interior, dim, dim), dtype=path.dtype)
     out[:, sampled] = second

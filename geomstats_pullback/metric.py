@@ -95,9 +95,8 @@ class PullbackMetric(RiemannianMetric):
 
     def _acceleration(self, position, velocity):
         """Geodesic acceleration ``-G^{-1} J^T f''[v, v]``, ``[B, d]``."""
-        jac = self.decoder.jacobian(position)  # [B, D, d]
-        second = self.decoder.second_derivative(position, velocity, velocity)  # [B, D]
-        rhs = gs.einsum("...ai,...a->...i", jac, second)[..., None]  # [B, d, 1]
+        jac, second = self.decoder.jacobian_and_second(position, velocity, velocity[None])  # [B, D, d], [1, B, D]
+        rhs = gs.einsum("...ai,...a->...i", jac, second[0])[..., None]  # [B, d, 1]
         return -self._solve_gram(self._gram(jac), rhs)[..., 0]
 
     # ------------------------------------------------------------ public API

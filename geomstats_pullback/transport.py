@@ -35,8 +35,8 @@ def geodesic_transport(metric, tangent_vec, base_point, direction):
     """Transport vectors along the geodesics ``t -> exp(t v, z)``, ``t in [0, 1]``.
 
     Integrates the state ``(c, c', w_1..w_k)`` with ``c'' = -Gamma(c', c')``
-    and ``w_i' = -Gamma(c', w_i)``, all terms of a step from one Jacobian and
-    one batched second-derivative call.
+    and ``w_i' = -Gamma(c', w_i)``, all terms of a step from one linearisation
+    of the decoder (:meth:`~geomstats_pullback.decoders.Decoder.jacobian_and_second`).
 
     Parameters
     ----------
@@ -54,10 +54,9 @@ def geodesic_transport(metric, tangent_vec, base_point, direction):
 
     def force(state, _):
         position, velocity, vecs = state[:, 0], state[:, 1], state[:, 2:]  # [B, d], [B, d], [B, k, d]
-        vecs_a = gs.concatenate([velocity[:, None], gs.broadcast_to(velocity[:, None], vecs.shape)], axis=1)
-        vecs_b = gs.concatenate([velocity[:, None], vecs], axis=1)  # [B, 1 + k, d]
-        jac = metric.decoder.jacobian(position)
-        gamma, _ = gauss_split(metric, jac, second_derivatives(metric.decoder, position, vecs_a, vecs_b))
+        directions = gs.moveaxis(gs.concatenate([velocity[:, None], vecs], axis=1), 1, 0)  # [1 + k, B, d]
+        jac, second = metric.decoder.jacobian_and_second(position, velocity, directions)
+        gamma, _ = gauss_split(metric, jac, gs.moveaxis(second, 0, 1))  # f''[v, v], f''[v, w_i]
         return gs.concatenate([velocity[:, None], -gamma], axis=1)
 
     state = gs.concatenate([base_point[:, None], direction[:, None], tangent_vec], axis=1)  # [B, 2 + k, d]
