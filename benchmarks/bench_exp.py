@@ -21,7 +21,7 @@ from _timing import best_of, decoder_pass_time, single_thread  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
-from geomstats_pullback.integrators import RK6Integrator  # noqa: E402
+from geomstats_pullback.integrators import RK8Integrator  # noqa: E402
 from geomstats_pullback.reference import StockPullbackSpace  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main():
     t_stock, stock_end = best_of(lambda: stock.metric.exp(vec[:k], base[:k]), 1)
 
     reference = gp.DecoderManifold(net, latent_dim=2)
-    reference.metric.exp_solver.integrator = RK6Integrator(n_steps=8 * space.metric.exp_solver.integrator.n_steps)
+    reference.metric.exp_solver.integrator = RK8Integrator(n_steps=8 * space.metric.exp_solver.integrator.n_steps)
     ref_end = reference.metric.exp(vec, base)
     err_ours = (ours - ref_end).norm(dim=-1).max().item()
     err_stock = (stock_end - ref_end[:k]).norm(dim=-1).max().item()

@@ -38,7 +38,7 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
-from geomstats_pullback.integrators import RK6Integrator  # noqa: E402
+from geomstats_pullback.integrators import RK8Integrator  # noqa: E402
 from geomstats_pullback.reference import StockPullbackSpace  # noqa: E402
 
 LADDER_EXPS, LADDER_LOGS = 4, 3  # pole ladder, one rung
@@ -72,7 +72,7 @@ def main():
     # ---------------------------------------------------------------- transport
     t_ours, ours = best_of(lambda: metric.parallel_transport(vec, base, direction=direction), args.repeats)
     reference = gp.DecoderManifold(net, latent_dim=2)
-    reference.metric.exp_solver.integrator = RK6Integrator(n_steps=8 * metric.exp_solver.integrator.n_steps)
+    reference.metric.exp_solver.integrator = RK8Integrator(n_steps=8 * metric.exp_solver.integrator.n_steps)
     err = (ours - reference.metric.parallel_transport(vec, base, direction=direction)).norm(dim=-1).max().item()
     pair = metric.parallel_transport(gs.stack([vec, other]), base, direction=direction)
     end = metric.exp(direction, base)

@@ -76,7 +76,9 @@ class _Pullback:
         """``J``, ``[B, D, d]``: one backward pass per latent direction."""
         n_batch, dim = self.z.shape
         eye = torch.eye(dim, dtype=self.z.dtype, device=self.z.device)
-        return torch.stack([self.push(eye[i].expand(n_batch, dim).contiguous()) for i in range(dim)], dim=-1)
+        # Stacked as [B, d, D] (a cheap concatenation) and returned as its transposed view.
+        columns = [self.push(eye[i].expand(n_batch, dim).contiguous()) for i in range(dim)]
+        return torch.stack(columns, dim=-2).transpose(-1, -2)
 
     def second(self, u, directions):
         """``f''[u, w_k]`` for ``directions [K, B, d]``: ``[K, B, D]``."""

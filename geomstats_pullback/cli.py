@@ -63,7 +63,7 @@ SIZE_OPTIONS = (
     ("--frechet-classes", _int_in(1, 10), "digit classes whose Frechet means are computed"),
     ("--frechet-points", _int_in(2), "codes per class averaged by the Frechet mean"),
     ("--frechet-iter", _positive_int, "gradient-descent iterations of the Frechet means, at most"),
-    ("--exp-steps", _positive_int, "sixth-order Runge-Kutta steps of the exponential map"),
+    ("--exp-steps", _positive_int, "eighth-order Runge-Kutta steps of the exponential map"),
 )
 
 

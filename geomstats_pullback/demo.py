@@ -75,7 +75,7 @@ class DemoConfig:
         "frechet_classes": 10,
         "frechet_points": 12,
         "frechet_iter": 8,
-        "exp_steps": 12,
+        "exp_steps": 6,
     }
     QUICK = {
         "epochs": 25,
@@ -89,7 +89,7 @@ class DemoConfig:
         "frechet_classes": 2,
         "frechet_points": 4,
         "frechet_iter": 3,
-        "exp_steps": 6,
+        "exp_steps": 3,
     }
 
     def resolved(self):
@@ -167,7 +167,7 @@ def latent_space(decoder, codes, config):
     demo needs geodesic paths and lengths, which the discrete solution gives
     directly, and no ``exp`` call; ``log`` is then accurate to
     ``O(1 / n_nodes^2)`` (relative). ``exp`` takes
-    ``config.exp_steps`` sixth-order steps: the demo shoots only short
+    ``config.exp_steps`` eighth-order steps: the demo shoots only short
     vectors (Fréchet-mean steps, analogies). The metric gets a Tikhonov term
     ``EPS * I``: far from the data the sigmoid output saturates and ``J``
     loses rank, where a geodesic may wander.

@@ -12,7 +12,7 @@ import geomstats.backend as gs
 from geomstats.numerics.geodesic import ExpODESolver
 
 from geomstats_pullback._validation import as_latent, broadcast_batch
-from geomstats_pullback.integrators import RK6Integrator
+from geomstats_pullback.integrators import RK8Integrator
 
 
 class GeodesicIVPSolver(ExpODESolver):
@@ -23,23 +23,24 @@ class GeodesicIVPSolver(ExpODESolver):
     space : DecoderManifold
         Equipped latent manifold.
     n_steps : int
-        Number of sixth-order steps on ``t in [0, 1]``. Keyword-only.
+        Number of eighth-order steps on ``t in [0, 1]``. Keyword-only.
     integrator : geomstats ODEIVPIntegrator, optional
-        Replaces the default :class:`~geomstats_pullback.integrators.RK6Integrator`,
-        e.g. ``GSIVPIntegrator(n_steps=32, step_type="rk4")``.
+        Replaces the default :class:`~geomstats_pullback.integrators.RK8Integrator`,
+        e.g. :class:`~geomstats_pullback.integrators.RK6Integrator` or
+        ``GSIVPIntegrator(n_steps=32, step_type="rk4")``.
 
     Notes
     -----
-    Accuracy of the default (24 RK6 steps, 7 geodesic-equation evaluations
-    each) on the unit-sphere chart, ``|v| <= 1.5``: 6e-9 where the geodesic
-    stays at polar angle in [0.45, pi - 0.45], 6e-8 down to 0.32, where the
-    chart's Christoffel symbols (``cot theta``) grow. RK4 with 32 steps gives
-    2e-6 on the same set. See ``benchmarks/bench_exp.py``.
+    Accuracy of the default (12 steps of DOP853's eighth-order method, 12
+    geodesic-equation evaluations each) on the unit-sphere chart, where the
+    geodesic stays at polar angle in [0.45, pi - 0.45]: 1e-10 for
+    ``|v| <= 1.5``, 2e-8 up to 2.5 (24 sixth-order steps, 168 evaluations:
+    1.5e-8 and 3e-7). See :mod:`geomstats_pullback.integrators`.
     """
 
-    def __init__(self, space, *, n_steps=24, integrator=None):
+    def __init__(self, space, *, n_steps=12, integrator=None):
         if integrator is None:
-            integrator = RK6Integrator(n_steps=n_steps)
+            integrator = RK8Integrator(n_steps=n_steps)
         super().__init__(space, integrator=integrator)
 
     @ExpODESolver.integrator.setter

@@ -42,7 +42,7 @@ class PullbackMetric(RiemannianMetric):
         ``rank_rtol ** -0.5``).
     exp_solver : geomstats ExpSolver, optional
         Default: :class:`~geomstats_pullback.exp_solver.GeodesicIVPSolver`
-        (RK4). Replaceable later through ``metric.exp_solver``.
+        (eighth-order Runge-Kutta, 12 steps). Replaceable later through ``metric.exp_solver``.
     log_solver : geomstats LogSolver, optional
         Solver for ``log``/``dist``/``geodesic(..., end_point=...)``.
         Default: :class:`~geomstats_pullback.log_solver.GeodesicBVPSolver`

@@ -1,6 +1,6 @@
 """Problems shared by the distance tests, their subprocesses and Dask workers.
 
-The real solvers with a coarse configuration (9 path nodes, 8 RK6 steps) keep the
+The real solvers with a coarse configuration (9 path nodes, 4 eighth-order steps) keep the
 tests fast; on the sphere chart they still agree with the great-circle distance to
 about 1e-6. Reference matrices are computed once per test session.
 """
@@ -21,7 +21,7 @@ MLP_BLOCK = 4  # 8 points -> blocks (0, 0), (0, 1), (1, 1): 6 + 16 + 6 pairs
 
 def coarse(space, **log_solver_kwargs):
     """Equip ``space``'s metric with coarse real solvers; returns the metric."""
-    space.metric.exp_solver = GeodesicIVPSolver(space, n_steps=8)
+    space.metric.exp_solver = GeodesicIVPSolver(space, n_steps=4)
     space.metric.log_solver = GeodesicBVPSolver(space, n_nodes=9, **log_solver_kwargs)
     return space.metric
 
