@@ -575,7 +575,6 @@ def _discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_or
     energy = _energy(decoded, path, eps)
     converged = gs.zeros(n_pairs, dtype=bool)
     second = gs.zeros((n_pairs, n_nodes - 2, dim, dim), dtype=path.dtype)
-    stored = None
     n_iter = 0
     for iteration in range(max_iter):
         active = gs.where(~converged)[0]
@@ -583,7 +582,7 @@ def _discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_or
             break
         n_iter += 1
         logger.debug("Newton iteration %d, %d segments, %d active pairs", iteration, n_nodes - 1, active.shape[0])
-        grad, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path[active], decoded[active])
+        grad, gauss_newton, upper, _, weights = _newton_system(decoder, eps, path[active], decoded[active])
         if second_order and iteration % _SECOND_ORDER_REFRESH == 0:
             second = _scatter(second, active, _second_order_term(decoder, path[active], weights))
         diag = gauss_newton + second[active]
@@ -614,31 +613,9 @@ def _discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_or
             energy = _scatter(energy, rows[take], trial_energy[take])
             damping = _scatter(damping, rows, gs.where(accept, gs.maximum(lam / 10, 1e-12), lam * 10))
             converged = _scatter(converged, rows, converged[rows] | small)
-            if with_sensitivity:
-                done = gs.where((accept | small) & near_newton)[0]
-                stored = _store(stored, rows[done], factors, done, jac[sel][done], n_pairs)
             pending = _scatter(pending, sel, ~(accept | small))
-    sensitivity = _sensitivity(decoder, eps, path, stored) if with_sensitivity else None
+    sensitivity = _sensitivity(decoder, eps, path, decoded) if with_sensitivity else None
     return path, converged, n_iter, sensitivity, damping
-
-
-def _store(stored, rows, factors, done, jac, n_pairs):
-    """Keep, per pair, the factors of its last Newton system and the Jacobian at node N-1."""
-    inv_pivots, coupling = factors
-    if stored is None:
-        stored = (
-            gs.zeros((n_pairs,) + inv_pivots.shape[1:], dtype=inv_pivots.dtype),
-            gs.zeros((n_pairs,) + coupling.shape[1:], dtype=coupling.dtype),
-            gs.zeros((n_pairs,) + jac.shape[2:], dtype=jac.dtype),
-            gs.zeros(n_pairs, dtype=bool),
-        )
-    pivots_all, coupling_all, jac_all, has = stored
-    return (
-        _scatter(pivots_all, rows, inv_pivots[done]),
-        _scatter(coupling_all, rows, coupling[done]),
-        _scatter(jac_all, rows, jac[:, -1]),
-        _scatter(has, rows, gs.ones(rows.shape[0], dtype=bool)),
-    )
 
 
 def _velocity_weights(n_nodes, dtype):
@@ -661,29 +638,35 @@ def _initial_velocity(path):
     return gs.einsum("j,bjd->bd", weights, path)
 
 
-def _sensitivity(decoder, eps, path, stored):
+def _sensitivity(decoder, eps, path, decoded):
     """Derivative of the discrete initial velocity with respect to the end point: ``[B, d, d]``.
 
-    Implicit differentiation of the stationarity condition: interior nodes
-    move by ``X = H^{-1} (N J_{N-1}^T J_N)`` (right-hand side in the last block)
-    per unit move of ``z_N``; then ``dv/dz_N = sum_j w_j X_j`` (``X_N = I``).
-    Pairs without a stored system (none was factorised) get the identity.
+    Implicit differentiation of the stationarity condition at the final
+    path, with its exact (undamped, second-order term at every node) Hessian
+    ``H``: interior nodes move by ``X = H^{-1} (N J_{N-1}^T J_N)`` (right-hand
+    side in the last block) per unit move of ``z_N``; then
+    ``dv/dz_N = sum_j w_j X_j`` (``X_N = I``). Pairs whose ``H`` is not positive
+    definite (not at a minimum) get the identity.
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
     eye = gs.eye(dim, dtype=path.dtype)
-    weights = _velocity_weights(n_nodes, path.dtype)
     identity = gs.tile(eye[None], (n_pairs, 1, 1))
-    if stored is None or n_nodes < 3:
+    if n_nodes < 3:
         return identity
-    inv_pivots, coupling, jac_last, has = stored
+    _, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path, decoded)
+    interior = gs.reshape(path[:, 1:-1], (-1, dim))
+    second = decoder.weighted_hessian(interior, gs.reshape(weights, (interior.shape[0], -1)))
+    hessian = gauss_newton + n_seg * gs.reshape(second, gauss_newton.shape)
+    factors, positive = _blocktridiag.factor(hessian, upper)
     jac_end = decoder.jacobian(path[:, -1])  # [B, D, d]
-    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac_last, jac_end) + eps * n_seg * eye
+    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac[:, -1], jac_end) + eps * n_seg * eye
     rhs = gs.zeros((n_pairs, n_seg - 1, dim, dim), dtype=path.dtype)
     rhs[:, -1] = coupling_end
-    moved = _blocktridiag.solve((inv_pivots, coupling), rhs)  # [B, N-1, d, d]
-    sens = gs.einsum("j,bjik->bik", weights[1:-1], moved) + weights[-1] * eye
-    return gs.where(has[:, None, None], sens, identity)
+    moved = _blocktridiag.solve(factors, rhs)  # [B, N-1, d, d]
+    weights_v = _velocity_weights(n_nodes, path.dtype)
+    sens = gs.einsum("j,bjik->bik", weights_v[1:-1], moved) + weights_v[-1] * eye
+    return gs.where(positive[:, None, None], sens, identity)
 
 
 def _shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter):
