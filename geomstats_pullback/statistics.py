@@ -36,12 +36,12 @@ When to use which:
   squared norm of the mean log) is loose: tighten it with
   ``.set(epsilon=...)`` for accurate means.
 
-Measured on 100 points of a 2-64-64-784 MLP decoder, one thread, on a shared
+Measured on 100 points of a 2-64-64-784 MLP decoder, one thread, on a quiet
 machine (``benchmarks/bench_statistics.py``; residual: ``|mean log|_G``
 relative to the root mean squared distance, with the exact log): geomstats'
-``FrechetMean`` 14 s at its default stopping rule (residual ``3e-3``), 20 s
-at ``epsilon=1e-12`` (``2e-8``); ``PullbackFrechetMean`` 9 s (``3e-6``),
-14 s at ``tol=1e-7`` (``6e-9``), 3.6 s with ``refine=False`` (``3e-6``).
+``FrechetMean`` 4.0 s at its default stopping rule (residual ``3e-3``), 6.8 s
+at ``epsilon=1e-12`` (``2e-8``); ``PullbackFrechetMean`` 2.8 s (``3e-6``),
+4.1 s at ``tol=1e-7`` (``3e-9``), 1.4 s with ``refine=False`` (``3e-6``).
 """
 
 import copy
