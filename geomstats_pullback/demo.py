@@ -7,6 +7,7 @@ writes to ``results.json`` next to ``report.html``.
 """
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -413,15 +414,29 @@ def curve_length(space, path):
 
 
 def geodesics(space, start, end):
-    """Discrete geodesics between ``start[i]`` and ``end[i]``, one batched solve.
+    """Discrete geodesics between ``start[i]`` and ``end[i]``, the shorter of two starts.
+
+    The boundary value solver finds a local geodesic, which through a gap in
+    the codes may be a long detour. Each pair is solved twice, in two batched
+    solves: from the straight line and from the shortest path through the
+    k-NN graph of the codes (``init``); the converged one is kept, or the
+    shorter where both (or neither) converged.
 
     Returns
     -------
     path : torch.Tensor, shape=[n_pairs, n_nodes, d]
     converged : numpy.ndarray of bool, shape=[n_pairs]
     """
-    result = space.metric.log_solver.solve(end, start)
-    return result.path, np.asarray(result.converged)
+    solver = space.metric.log_solver
+    through_codes = copy.copy(solver)
+    through_codes.init = space.region[1]  # the demo's spaces sample among the codes
+    results = [solver.solve(end, start), through_codes.solve(end, start)]
+    lengths = torch.stack([path_length(space, result.path) for result in results])  # [2, n_pairs]
+    converged = torch.stack([result.converged for result in results])  # [2, n_pairs]
+    best = torch.where(converged[0] == converged[1], lengths.argmin(dim=0), converged[1].long())
+    rows = torch.arange(best.shape[0])
+    path = torch.stack([result.path for result in results])[best, rows]
+    return path, np.asarray(converged[best, rows])
 
 
 def decoder_std_along(ctx, path):

@@ -169,3 +169,25 @@ def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
     results = json.loads((target / "results.json").read_text())
     assert results["model"]["checkpoint_source"] == "trained"
     assert "<td>train VAE</td>" in (target / "report.html").read_text()
+
+
+def test_demo_geodesics_keep_the_shorter_of_the_straight_and_graph_starts():
+    """Across a bump the straight start converges over it; the codes' graph start goes around, shorter."""
+    import geomstats_pullback as gp
+    from geomstats_pullback.demo import geodesics
+
+    def bump(z):
+        return torch.cat([z, 1.5 * torch.exp(-(z**2).sum(-1, keepdim=True) / 0.1)], dim=-1)
+
+    axis = torch.linspace(-1.5, 1.5, 25, dtype=torch.float64)
+    codes = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    space = gp.DecoderManifold(bump, latent_dim=2, region=codes)
+    space.metric.log_solver = gp.GeodesicBVPSolver(space, shooting=False)
+    start = torch.tensor([[-1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    end = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    over = space.metric.log_solver.solve(end, start).path  # straight start only
+    path, converged = geodesics(space, start, end)
+    assert converged.all()
+    assert float(gp.path_length(space, path[0])) < 0.8 * float(gp.path_length(space, over[0]))
+    assert float(path[0, :, 1].abs().max()) > 0.3  # around the bump
+    torch.testing.assert_close(path[1], over[1], atol=1e-6, rtol=0)  # away from it both starts agree
