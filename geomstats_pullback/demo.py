@@ -167,7 +167,7 @@ def latent_space(decoder, codes, config):
     Discrete geodesics (the BVP solver without its shooting refinement): the
     demo needs geodesic paths and lengths, which the discrete solution gives
     directly, and no ``exp`` call; ``log`` is then accurate to
-    ``O(1 / n_nodes^2)`` (relative). ``exp`` takes
+    ``O(1 / n_nodes^4)`` (relative). ``exp`` takes
     ``config.exp_steps`` eighth-order steps: the demo shoots only short
     vectors (Fréchet-mean steps, analogies). The metric gets a Tikhonov term
     ``EPS * I``: far from the data the sigmoid output saturates and ``J``

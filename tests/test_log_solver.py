@@ -227,7 +227,41 @@ def test_without_shooting_the_discrete_estimate_is_close(mlp_space, mlp_solution
     assert bool(gs.isnan(rough.residual[moving]).all())  # not measured, and says so
     assert rough.residual[24:].abs().max() == 0 and rough.tangent_vec[24:].abs().max() == 0
     rel = (rough.tangent_vec - exact.tangent_vec)[moving].norm(dim=-1) / exact.tangent_vec[moving].norm(dim=-1)
-    assert 0 < rel.max() < 1e-3
+    assert 0 < rel.max() < 3e-4  # measured 1.1e-4 (fourth-order discrete geodesic, 33 nodes)
+
+
+def test_discrete_estimate_is_fourth_order_accurate(mlp_space, mlp_solution):
+    """Doubling the nodes divides the error of the discrete log by about 16 (4 for Shao et al.'s energy alone)."""
+    a, b, _, exact = mlp_solution
+    moving = slice(0, 24)
+    errors = []
+    for n_nodes in (17, 33):
+        rough = gp.GeodesicBVPSolver(mlp_space, shooting=False, n_nodes=n_nodes).solve(b[moving], a[moving])
+        rel = (rough.tangent_vec - exact.tangent_vec[moving]).norm(dim=-1) / exact.tangent_vec[moving].norm(dim=-1)
+        errors.append(float(rel.pow(2).mean().sqrt()))
+    assert errors[0] / errors[1] > 10
+
+
+@pytest.mark.parametrize("degree", range(6))
+def test_fourth_order_difference_is_exact_on_quintics(degree):
+    from geomstats_pullback.log_solver import _fourth_order_difference
+
+    n_seg = 10
+    t = gs.linspace(0.0, 1.0, n_seg + 1)
+    values = (t**degree)[None, :, None]  # [1, n, 1]
+    second = degree * (degree - 1) * t[1:-1] ** max(degree - 2, 0) if degree >= 2 else 0 * t[1:-1]
+    torch.testing.assert_close(_fourth_order_difference(values)[0, :, 0] * n_seg**2, second, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("n_nodes", [2, 3, 5, 7, 33])
+def test_velocity_weights_differentiate_polynomials_exactly(n_nodes):
+    from geomstats_pullback.log_solver import _velocity_weights
+
+    weights = _velocity_weights(n_nodes, gs.float64)
+    t = gs.linspace(0.0, 1.0, n_nodes)
+    for degree in range(min(6, n_nodes - 1) + 1):  # exact up to the stencil's order
+        derivative = 1.0 if degree == 1 else 0.0
+        assert abs(float(gs.sum(weights * t**degree)) - derivative) < 1e-9
 
 
 def test_without_shooting_geodesic_is_the_discrete_path(plane):
@@ -340,7 +374,7 @@ def test_sensitivity_approximates_inverse_jacobian_of_exp(mlp_space):
         (mlp_space.metric.exp(v + step * gs.eye(2)[j], a) - mlp_space.metric.exp(v, a)) / step for j in range(2)
     ]
     jac = torch.stack(columns, -1)[0]
-    assert (sens[0] @ jac - torch.eye(2, dtype=jac.dtype)).abs().max() < 1e-2
+    assert (sens[0] @ jac - torch.eye(2, dtype=jac.dtype)).abs().max() < 2e-3
 
 
 # ------------------------------------------------------------------ interface
