@@ -634,31 +634,32 @@ def _exact_hessian(decoder, eps, path):
 
     Returns
     -------
-    decoded : [B, N+1, D]
     jac : [B, N-1, D, d]
+    weights : [B, N-1, D]
+        Second differences ``2 f_k - f_{k-1} - f_{k+1}``.
     factors : block LDL^T factors (see :mod:`~geomstats_pullback._blocktridiag`)
     positive : [B] bool
         Whether the Hessian is positive definite.
     """
     n_pairs, n_nodes, dim = path.shape
-    decoded = _decode(decoder, path)
-    _, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path, decoded)
+    _, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path, _decode(decoder, path))
     interior = gs.reshape(path[:, 1:-1], (-1, dim))
     second = decoder.weighted_hessian(interior, gs.reshape(weights, (interior.shape[0], -1)))
     hessian = gauss_newton + (n_nodes - 1) * gs.reshape(second, gauss_newton.shape)
     factors, positive = _blocktridiag.factor(hessian, upper)
-    return decoded, jac, factors, positive
+    return jac, weights, factors, positive
 
 
-def _fourth_order_difference(values):
-    """``h^2 x''`` at the interior nodes of ``values [B, n, ...]`` to fourth order: ``[B, n - 2, ...]``.
+def _fourth_order_weights(weights):
+    """From second differences ``w = -delta^2 x`` at the interior nodes to fourth-order ones, ``[B, n - 2, ...]``.
 
-    Five-point central differences, six-point one-sided ones next to the ends.
+    ``-h^2 x'' = w - delta^2 w / 12 + O(h^6)`` (the five-point difference), and
+    next to the ends ``w_1 + (-2 w_1 + 5 w_2 - 4 w_3 + w_4) / 12`` (the
+    six-point one-sided difference). Needs at least four interior nodes.
     """
-    inner = (-values[:, :-4] + 16 * values[:, 1:-3] - 30 * values[:, 2:-2] + 16 * values[:, 3:-1] - values[:, 4:]) / 12
-    one_sided = (10.0, -15.0, -4.0, 14.0, -6.0, 1.0)
-    first = sum(c / 12 * values[:, j] for j, c in enumerate(one_sided))
-    last = sum(c / 12 * values[:, -1 - j] for j, c in enumerate(one_sided))
+    inner = weights[:, 1:-1] - (weights[:, :-2] - 2 * weights[:, 1:-1] + weights[:, 2:]) / 12
+    first = weights[:, 0] + (-2 * weights[:, 0] + 5 * weights[:, 1] - 4 * weights[:, 2] + weights[:, 3]) / 12
+    last = weights[:, -1] + (-2 * weights[:, -1] + 5 * weights[:, -2] - 4 * weights[:, -3] + weights[:, -4]) / 12
     return gs.concatenate([first[:, None], inner, last[:, None]], axis=1)
 
 
@@ -666,30 +667,33 @@ def _fourth_order_correction(decoder, eps, path, n_steps=_CORRECTIONS):
     r"""Deferred correction of a discrete geodesic ``[B, N+1, d]`` to fourth order.
 
     The minimiser of the discrete energy solves
-    ``J_k^T (f_{k-1} - 2 f_k + f_{k+1}) = 0``: the second difference of the
+    ``J_k^T (2 f_k - f_{k-1} - f_{k+1}) = 0``: the second difference of the
     decoded path is normal to the decoder's image, and the nodes are
     ``O(1/N^2)`` off the geodesic. With a fourth-order difference instead
-    (:func:`_fourth_order_difference`) they are ``O(1/N^4)`` off. Each step
-    solves for that condition with the energy's exact Hessian, whose operator
-    differs from the condition's by ``O(1/N^2)`` on smooth errors: two steps
-    reach it. Pairs whose Hessian is not positive definite are left alone.
+    (:func:`_fourth_order_weights`) they are ``O(1/N^4)`` off. Each step
+    solves for that condition with the energy's exact Hessian at the starting
+    path (its operator differs from the condition's by ``O(1/N^2)`` on smooth
+    errors: two steps reach it). Pairs whose Hessian is not positive definite
+    are left alone.
 
     Returns
     -------
     path : [B, N+1, d]
     jac, factors, positive
-        Of the exact Hessian at the path before the last step (see
+        Jacobians before the last step and the Hessian's factors (see
         :func:`_exact_hessian`), for :func:`_sensitivity`.
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    for step_index in range(max(1, n_steps)):
-        decoded, jac, factors, positive = _exact_hessian(decoder, eps, path)
-        if n_steps == 0 or n_nodes < 6:  # the one-sided differences need six nodes
-            break
-        residual = n_seg * gs.einsum("bkai,bka->bki", jac, -_fourth_order_difference(decoded))
+    jac, weights, factors, positive = _exact_hessian(decoder, eps, path)
+    if n_nodes < 6:  # the one-sided differences need four interior nodes
+        return path, jac, factors, positive
+    for step_index in range(n_steps):
+        if step_index:
+            _, _, _, jac, weights = _newton_system(decoder, eps, path, _decode(decoder, path))
+        residual = n_seg * gs.einsum("bkai,bka->bki", jac, _fourth_order_weights(weights))
         if eps:
-            residual = residual - eps * n_seg * _fourth_order_difference(path)
+            residual = residual + eps * n_seg * _fourth_order_weights(2 * path[:, 1:-1] - path[:, :-2] - path[:, 2:])
         step = _blocktridiag.solve(factors, -residual[..., None])[..., 0]
         step = gs.where(positive[:, None, None], step, 0.0)
         path = gs.concatenate([path[:, :1], path[:, 1:-1] + step, path[:, -1:]], axis=1)

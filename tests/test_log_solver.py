@@ -243,14 +243,15 @@ def test_discrete_estimate_is_fourth_order_accurate(mlp_space, mlp_solution):
 
 
 @pytest.mark.parametrize("degree", range(6))
-def test_fourth_order_difference_is_exact_on_quintics(degree):
-    from geomstats_pullback.log_solver import _fourth_order_difference
+def test_fourth_order_weights_are_exact_on_quintics(degree):
+    from geomstats_pullback.log_solver import _fourth_order_weights
 
     n_seg = 10
     t = gs.linspace(0.0, 1.0, n_seg + 1)
     values = (t**degree)[None, :, None]  # [1, n, 1]
+    weights = 2 * values[:, 1:-1] - values[:, :-2] - values[:, 2:]  # -delta^2 x
     second = degree * (degree - 1) * t[1:-1] ** max(degree - 2, 0) if degree >= 2 else 0 * t[1:-1]
-    torch.testing.assert_close(_fourth_order_difference(values)[0, :, 0] * n_seg**2, second, atol=1e-9, rtol=0)
+    torch.testing.assert_close(-_fourth_order_weights(weights)[0, :, 0] * n_seg**2, second, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("n_nodes", [2, 3, 5, 7, 33])
