@@ -622,7 +622,7 @@ def _discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_or
             pending = _scatter(pending, sel, ~(accept | small))
     sensitivity = None
     if second_order:
-        path, jac, factors, positive = _fourth_order_correction(decoder, eps, path)
+        path, jac, factors, positive = _fourth_order_correction(decoder, eps, path, converged)
         n_iter += _CORRECTIONS if n_nodes >= 6 else 0
         if with_sensitivity:
             sensitivity = _sensitivity(decoder, eps, path, jac, factors, positive)
@@ -663,7 +663,7 @@ def _fourth_order_weights(weights):
     return gs.concatenate([first[:, None], inner, last[:, None]], axis=1)
 
 
-def _fourth_order_correction(decoder, eps, path, n_steps=_CORRECTIONS):
+def _fourth_order_correction(decoder, eps, path, converged, n_steps=_CORRECTIONS):
     r"""Deferred correction of a discrete geodesic ``[B, N+1, d]`` to fourth order.
 
     The minimiser of the discrete energy solves
@@ -673,7 +673,8 @@ def _fourth_order_correction(decoder, eps, path, n_steps=_CORRECTIONS):
     (:func:`_fourth_order_weights`) they are ``O(1/N^4)`` off. Each step
     solves for that condition with the energy's exact Hessian at the starting
     path (its operator differs from the condition's by ``O(1/N^2)`` on smooth
-    errors: two steps reach it). Pairs whose Hessian is not positive definite
+    errors: two steps reach it). Pairs whose Newton iterations did not
+    converge (``converged [B]``), or whose Hessian is not positive definite,
     are left alone.
 
     Returns
@@ -695,7 +696,7 @@ def _fourth_order_correction(decoder, eps, path, n_steps=_CORRECTIONS):
         if eps:
             residual = residual + eps * n_seg * _fourth_order_weights(2 * path[:, 1:-1] - path[:, :-2] - path[:, 2:])
         step = _blocktridiag.solve(factors, -residual[..., None])[..., 0]
-        step = gs.where(positive[:, None, None], step, 0.0)
+        step = gs.where((positive & converged)[:, None, None], step, 0.0)
         path = gs.concatenate([path[:, :1], path[:, 1:-1] + step, path[:, -1:]], axis=1)
     return path, jac, factors, positive
 
