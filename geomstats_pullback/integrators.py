@@ -95,7 +95,7 @@ def explicit_rk_step(force, state, time, dt, a=_RK6_A, b=_RK6_B, c=None):
     -------
     new_state : array-like, shape=[..., n_vars, dim]
     """
-    c = c if c is not None else [sum(row, 0) for row in a]
+    c = c if c is not None else _row_sums(a)
     stages = []
     for row, node in zip(a, c):
         increment = sum((float(coef) * k for coef, k in zip(row, stages) if coef), 0.0)
@@ -103,8 +103,15 @@ def explicit_rk_step(force, state, time, dt, a=_RK6_A, b=_RK6_B, c=None):
     return state + dt * sum(float(weight) * k for weight, k in zip(b, stages) if weight)
 
 
+def _row_sums(a):
+    """Nodes ``c_i = sum_j a_ij`` of an explicit tableau's rows."""
+    return [sum(row, 0) for row in a]
+
+
 class ExplicitRKIntegrator(GSIVPIntegrator):
     """geomstats' fixed-step integrator running an explicit Runge-Kutta tableau.
+
+    Subclasses set ``tableau = (a, b)``: lower-triangular rows and weights.
 
     Parameters
     ----------
@@ -114,11 +121,16 @@ class ExplicitRKIntegrator(GSIVPIntegrator):
         Keep the last result as ``result_``.
     """
 
-    tableau = (_RK6_A, _RK6_B)
+    tableau = None
 
     def __init__(self, n_steps=16, save_result=False):
+        if self.tableau is None:
+            raise TypeError(
+                "ExplicitRKIntegrator needs a tableau: use RK6Integrator, RK8Integrator or a "
+                "subclass that sets tableau = (a, b)."
+            )
         a, b = self.tableau
-        step = functools.partial(explicit_rk_step, a=a, b=b, c=[sum(row, 0) for row in a])
+        step = functools.partial(explicit_rk_step, a=a, b=b, c=_row_sums(a))
         super().__init__(n_steps=n_steps, step_type=step, save_result=save_result)
 
     def _get_n_fevals(self, n_steps):

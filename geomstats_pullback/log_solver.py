@@ -483,6 +483,16 @@ def _decode(decoder, nodes):
     return gs.reshape(decoder(gs.reshape(nodes, (-1, dim))), (n_pairs, n_nodes, -1))
 
 
+def _second_difference(values):
+    """``2 x_k - x_{k-1} - x_{k+1}`` at the interior nodes of ``values [B, n, ...]``: ``[B, n - 2, ...]``."""
+    return 2 * values[:, 1:-1] - values[:, :-2] - values[:, 2:]
+
+
+def _interior_jacobians(decoder, path):
+    """Jacobians at the interior nodes of ``path [B, N+1, d]``, one decoder call: ``[B*(N-1), D, d]``."""
+    return decoder.jacobian(gs.reshape(path[:, 1:-1], (-1, path.shape[-1])))
+
+
 def _newton_system(decoder, eps, path, decoded):
     """Half-gradient and Gauss-Newton blocks of the (halved) Hessian of the discrete energy.
 
@@ -500,10 +510,9 @@ def _newton_system(decoder, eps, path, decoded):
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    interior = gs.reshape(path[:, 1:-1], (-1, dim))
-    flat_jac = decoder.jacobian(interior)  # [B*(N-1), D, d]
+    flat_jac = _interior_jacobians(decoder, path)  # [B*(N-1), D, d]
     jac = gs.reshape(flat_jac, (n_pairs, n_seg - 1, -1, dim))  # [B, N-1, D, d]
-    weights = 2 * decoded[:, 1:-1] - decoded[:, :-2] - decoded[:, 2:]  # [B, N-1, D]
+    weights = _second_difference(decoded)  # [B, N-1, D]
     grad = n_seg * gs.einsum("bkai,bka->bki", jac, weights)
     gauss_newton = 2 * n_seg * gs.einsum("bkai,bkaj->bkij", jac, jac)
     # Products of consecutive Jacobians on the flat (contiguous) batch: slicing the
@@ -513,23 +522,24 @@ def _newton_system(decoder, eps, path, decoded):
     upper = -n_seg * gs.reshape(consecutive, (n_pairs, n_seg - 1, dim, dim))[:, :-1]
     if eps:
         eye = gs.eye(dim, dtype=path.dtype)
-        grad = grad + eps * n_seg * (2 * path[:, 1:-1] - path[:, :-2] - path[:, 2:])
+        grad = grad + eps * n_seg * _second_difference(path)
         gauss_newton = gauss_newton + 2 * eps * n_seg * eye
         upper = upper - eps * n_seg * eye
     return grad, gauss_newton, upper, jac, weights
 
 
-def _second_order_term(decoder, path, weights):
+def _second_order_term(decoder, path, weights, *, every_node=False):
     """Second-order part of the (halved) Hessian's diagonal blocks, ``N sum_a w_a f''_a(z_k)``: ``[B, N-1, d, d]``.
 
-    The decoder's second derivatives are evaluated at every other interior node
-    (and the last one) and interpolated linearly in between: the term varies
-    smoothly along the path, and the interpolation error, ``O(1/N^2)``
-    relative, only slows Newton's method down by as much.
+    Unless ``every_node``, the decoder's second derivatives are evaluated at
+    every other interior node (and the last one) and interpolated linearly in
+    between: the term varies smoothly along the path, and the interpolation
+    error, ``O(1/N^2)`` relative, only slows Newton's method down by as much.
     """
     n_pairs, n_nodes, dim = path.shape
     n_interior = n_nodes - 2
-    sampled = np.union1d(np.arange(0, n_interior, 2), [n_interior - 1])  # [S]
+    step = 1 if every_node else 2
+    sampled = np.union1d(np.arange(0, n_interior, step), [n_interior - 1])  # [S]
     points = gs.reshape(path[:, 1:-1][:, sampled], (-1, dim))
     second = decoder.weighted_hessian(points, gs.reshape(weights[:, sampled], (points.shape[0], -1)))
     second = gs.reshape(second, (n_pairs, sampled.shape[0], dim, dim))
@@ -622,15 +632,17 @@ def _discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_or
             pending = _scatter(pending, sel, ~(accept | small))
     sensitivity = None
     if second_order:
-        path, jac, factors, positive = _fourth_order_correction(decoder, eps, path, converged)
-        n_iter += _CORRECTIONS if n_nodes >= 6 else 0
+        path, n_corrections, jac, factors, positive = _fourth_order_correction(decoder, eps, path, decoded, converged)
+        n_iter += n_corrections
         if with_sensitivity:
             sensitivity = _sensitivity(decoder, eps, path, jac, factors, positive)
     return path, converged, n_iter, sensitivity, damping
 
 
-def _exact_hessian(decoder, eps, path):
+def _exact_hessian(decoder, eps, path, decoded):
     """Exact Hessian of the discrete energy at ``path`` (second-order term at every node), factorised.
+
+    ``decoded [B, N+1, D]`` is the decoder at ``path``.
 
     Returns
     -------
@@ -641,11 +653,8 @@ def _exact_hessian(decoder, eps, path):
     positive : [B] bool
         Whether the Hessian is positive definite.
     """
-    n_pairs, n_nodes, dim = path.shape
-    _, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path, _decode(decoder, path))
-    interior = gs.reshape(path[:, 1:-1], (-1, dim))
-    second = decoder.weighted_hessian(interior, gs.reshape(weights, (interior.shape[0], -1)))
-    hessian = gauss_newton + (n_nodes - 1) * gs.reshape(second, gauss_newton.shape)
+    _, gauss_newton, upper, jac, weights = _newton_system(decoder, eps, path, decoded)
+    hessian = gauss_newton + _second_order_term(decoder, path, weights, every_node=True)
     factors, positive = _blocktridiag.factor(hessian, upper)
     return jac, weights, factors, positive
 
@@ -663,7 +672,7 @@ def _fourth_order_weights(weights):
     return gs.concatenate([first[:, None], inner, last[:, None]], axis=1)
 
 
-def _fourth_order_correction(decoder, eps, path, converged, n_steps=_CORRECTIONS):
+def _fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=_CORRECTIONS):
     r"""Deferred correction of a discrete geodesic ``[B, N+1, d]`` to fourth order.
 
     The minimiser of the discrete energy solves
@@ -673,32 +682,36 @@ def _fourth_order_correction(decoder, eps, path, converged, n_steps=_CORRECTIONS
     (:func:`_fourth_order_weights`) they are ``O(1/N^4)`` off. Each step
     solves for that condition with the energy's exact Hessian at the starting
     path (its operator differs from the condition's by ``O(1/N^2)`` on smooth
-    errors: two steps reach it). Pairs whose Newton iterations did not
-    converge (``converged [B]``), or whose Hessian is not positive definite,
-    are left alone.
+    errors: two steps reach it). ``decoded [B, N+1, D]`` is the decoder at
+    ``path``. Pairs whose Newton iterations did not converge
+    (``converged [B]``), or whose Hessian is not positive definite, are left
+    alone.
 
     Returns
     -------
     path : [B, N+1, d]
+    n_steps : int
+        Correction steps made (none with fewer than six nodes).
     jac, factors, positive
         Jacobians before the last step and the Hessian's factors (see
         :func:`_exact_hessian`), for :func:`_sensitivity`.
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    jac, weights, factors, positive = _exact_hessian(decoder, eps, path)
+    jac, weights, factors, positive = _exact_hessian(decoder, eps, path, decoded)
     if n_nodes < 6:  # the one-sided differences need four interior nodes
-        return path, jac, factors, positive
+        return path, 0, jac, factors, positive
     for step_index in range(n_steps):
         if step_index:
-            _, _, _, jac, weights = _newton_system(decoder, eps, path, _decode(decoder, path))
+            jac = gs.reshape(_interior_jacobians(decoder, path), jac.shape)
+            weights = _second_difference(_decode(decoder, path))
         residual = n_seg * gs.einsum("bkai,bka->bki", jac, _fourth_order_weights(weights))
         if eps:
-            residual = residual + eps * n_seg * _fourth_order_weights(2 * path[:, 1:-1] - path[:, :-2] - path[:, 2:])
+            residual = residual + eps * n_seg * _fourth_order_weights(_second_difference(path))
         step = _blocktridiag.solve(factors, -residual[..., None])[..., 0]
         step = gs.where((positive & converged)[:, None, None], step, 0.0)
         path = gs.concatenate([path[:, :1], path[:, 1:-1] + step, path[:, -1:]], axis=1)
-    return path, jac, factors, positive
+    return path, n_steps, jac, factors, positive
 
 
 def _velocity_weights(n_nodes, dtype):

@@ -34,3 +34,10 @@ def test_observed_order_on_a_nonlinear_oscillator(integrator_class, order):
     coarse, fine = ((solve(n) - reference).abs().max().item() for n in (4, 8))
     assert math.log2(coarse / fine) == pytest.approx(order, abs=0.8)
     assert integrator_class(n_steps=3)._get_n_fevals(3) == 3 * len(integrator_class.tableau[1])
+
+
+def test_base_class_without_tableau_says_what_to_use():
+    from geomstats_pullback.integrators import ExplicitRKIntegrator
+
+    with pytest.raises(TypeError, match="RK8Integrator"):
+        ExplicitRKIntegrator(n_steps=4)
