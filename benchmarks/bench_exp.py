@@ -16,7 +16,6 @@ import os
 os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import geomstats.backend as gs  # noqa: E402
-import torch  # noqa: E402
 from _timing import best_of, decoder_pass_time, single_thread  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402

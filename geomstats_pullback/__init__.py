@@ -16,7 +16,6 @@ from geomstats_pullback.decoders import (  # noqa: E402
     TorchDecoder,
     as_decoder,
 )
-from geomstats_pullback._blockstore import DistanceStoreError  # noqa: E402
 from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
 from geomstats_pullback.distances import (  # noqa: E402
     BlockRunStats,
@@ -27,13 +26,15 @@ from geomstats_pullback.distances import (  # noqa: E402
     pairwise_distances,
 )
 from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
-from geomstats_pullback.log_solver import (  # noqa: E402
+from geomstats_pullback.errors import (  # noqa: E402
+    CheckpointError,
     ConvergenceWarning,
-    GeodesicBVPResult,
-    GeodesicBVPSolver,
+    DistanceStoreError,
+    RankDeficientJacobianError,
 )
+from geomstats_pullback.log_solver import GeodesicBVPResult, GeodesicBVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
-from geomstats_pullback.metric import PullbackMetric, RankDeficientJacobianError  # noqa: E402
+from geomstats_pullback.metric import PullbackMetric  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.statistics import PullbackFrechetMean  # noqa: E402
 from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
@@ -41,36 +42,33 @@ from geomstats_pullback.transport import analogy, transport_along_path  # noqa: 
 __version__ = "0.1.0"
 
 __all__ = [
+    "analogy",
+    "as_decoder",
     "AutogradDecoder",
     "BACKEND",
+    "BlockRunStats",
+    "CheckpointError",
     "ConvergenceWarning",
+    "decoded_path",
     "Decoder",
     "DecoderManifold",
+    "DistanceStoreError",
+    "geodesic_kneighbors",
+    "geodesic_kneighbors_graph",
     "GeodesicBVPResult",
     "GeodesicBVPSolver",
     "GeodesicIVPSolver",
+    "GeodesicNeighbors",
+    "linear_path",
+    "pairwise_distances",
+    "PairwiseDistances",
+    "path_length",
+    "PullbackFrechetMean",
     "PullbackMetric",
     "RankDeficientJacobianError",
+    "sample_sectional_curvatures",
+    "SectionalCurvatureSample",
     "StochasticDecoder",
     "TorchDecoder",
-    "as_decoder",
-    # distances (branch dask)
-    "BlockRunStats",
-    "DistanceStoreError",
-    "GeodesicNeighbors",
-    "PairwiseDistances",
-    "geodesic_kneighbors",
-    "geodesic_kneighbors_graph",
-    "pairwise_distances",
-    # geodesics between two points and paths (branch log)
-    "decoded_path",
-    "linear_path",
-    "path_length",
-    # transport and curvature (branch transport)
-    "SectionalCurvatureSample",
-    "analogy",
-    "sample_sectional_curvatures",
     "transport_along_path",
-    # statistics (branch stats)
-    "PullbackFrechetMean",
 ]

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from geomstats_pullback.errors import DistanceStoreError
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "geomstats_pullback.distances/1"
-
-
-class DistanceStoreError(ValueError):
-    """A store that belongs to another computation (or is not a store at all)."""
 
 
 def _write_atomically(path, write):

@@ -1,7 +1,13 @@
-"""Input checks shared by the metric and the solvers: shapes and finiteness."""
+"""Input checks shared by the metric, the solvers and the commands: one helper per concept."""
+
+import logging
+import math
+import warnings
 
 import geomstats.backend as gs
 import numpy as np
+
+from geomstats_pullback.errors import ConvergenceWarning
 
 
 def as_latent(x, dim, name="point"):
@@ -52,3 +58,60 @@ def broadcast_batch(*arrays):
 def all_finite(x):
     """Whether every entry of a geomstats array is finite."""
     return not bool(gs.any(gs.isnan(x))) and bool(gs.all(gs.abs(x) < float("inf")))
+
+
+def check_integer(value, name, *, low=None, high=None):
+    """``value`` as an ``int`` in ``[low, high]``; ``bool`` is refused.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not an integer (Python or numpy) or out of range.
+    """
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer{_range(low, high)}, got {value!r}.")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer{_range(low, high)}, got {value!r}.")
+    return int(value)
+
+
+def check_float(value, name, *, low=None, strict=False):
+    """``value`` as a finite ``float``, at least ``low`` (above it if ``strict``).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a real number, is NaN or inf, or is out of range.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    if low is not None and (number < low or (strict and number == low)):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}.")
+    return number
+
+
+def _range(low, high):
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+def warn_unconverged(logger, message, *, stacklevel=2):
+    """Log ``message`` on ``logger`` and issue it as a :class:`ConvergenceWarning`.
+
+    ``stacklevel`` counts from the caller of this function, as in
+    :func:`warnings.warn`.
+    """
+    logger.log(logging.WARNING, message)
+    warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel + 1)

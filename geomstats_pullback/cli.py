@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from geomstats_pullback.demo import DemoConfig
+from geomstats_pullback.errors import CheckpointError, UsageError
 
 DESCRIPTION = """\
 Riemannian geometry on the latent spaces of deep generative models
@@ -124,10 +125,6 @@ def build_parser():
     return parser
 
 
-class UsageError(Exception):
-    """Bad options or paths: reported in one line, exit status 2."""
-
-
 def _check_paths(args):
     out = args.out
     if out.exists() and not out.is_dir():
@@ -150,7 +147,6 @@ def _check_paths(args):
 
 def _demo(args):
     from geomstats_pullback.demo import run
-    from geomstats_pullback.models import CheckpointError
 
     _check_paths(args)
     import torch

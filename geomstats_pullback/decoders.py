@@ -19,6 +19,7 @@ import geomstats.backend as gs
 import numpy as np
 import torch
 
+from geomstats_pullback._validation import check_integer
 from geomstats_pullback.autodiff import AutogradDiff, TorchDiff
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,7 @@ class Decoder:
     _diff = None
 
     def __init__(self, latent_dim):
-        if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}.")
-        self.latent_dim = int(latent_dim)
+        self.latent_dim = check_integer(latent_dim, "latent_dim", low=1)
         probe = self._call(self._to_native(gs.zeros((1, self.latent_dim))))
         self.data_shape = tuple(probe.shape[1:])
         self.output_dim = math.prod(self.data_shape)

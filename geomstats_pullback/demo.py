@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from geomstats_pullback.curvature import sample_sectional_curvatures
 from geomstats_pullback.exp_solver import GeodesicIVPSolver
-from geomstats_pullback.log_solver import ConvergenceWarning, GeodesicBVPSolver
+from geomstats_pullback.errors import ConvergenceWarning
+from geomstats_pullback.log_solver import GeodesicBVPSolver
 from geomstats_pullback.manifold import DecoderManifold
 from geomstats_pullback.models import VAE
 from geomstats_pullback.paths import linear_path, path_length

@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 
 from geomstats_pullback._blockstore import BlockStore
 from geomstats_pullback._fingerprint import array_digest, callable_digest, digest, settings_digest
-from geomstats_pullback._validation import as_latent
-from geomstats_pullback.log_solver import ConvergenceWarning
+from geomstats_pullback._validation import as_latent, check_integer, warn_unconverged
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +175,7 @@ def _as_points(points, dim, name):
 
 def _check_inputs(metric, X, Y, block_size):
     """Latent points as float64 arrays; ``same`` is True when ``Y`` is None."""
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}.")
+    check_integer(block_size, "block_size", low=1)
     dim = metric._space.dim
     X = _as_points(X, dim, "X")
     same = Y is None
@@ -204,8 +202,7 @@ def _warn_unconverged(converged, what):
             f"The log solver did not converge for {n_bad} of {converged.size} {what}: their distances "
             "are flagged in `converged` and may be wrong."
         )
-        logger.warning(message)
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        warn_unconverged(logger, message, stacklevel=3)
 
 
 def _run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progress):
@@ -474,12 +471,10 @@ def geodesic_kneighbors(
     """
     X, Y, same = _check_inputs(metric, X, Y, block_size)
     n, n_available = len(X), len(Y) - same
-    if not isinstance(n_neighbors, (int, np.integer)) or not 1 <= n_neighbors <= n_available:
-        raise ValueError(f"n_neighbors must be an integer in [1, {n_available}], got {n_neighbors!r}.")
+    check_integer(n_neighbors, "n_neighbors", low=1, high=n_available)
     if n_candidates is None:
         n_candidates = min(n_available, max(2 * n_neighbors, n_neighbors + 8))
-    if not isinstance(n_candidates, (int, np.integer)) or not n_neighbors <= n_candidates <= n_available:
-        raise ValueError(f"n_candidates must be an integer in [{n_neighbors}, {n_available}], got {n_candidates!r}.")
+    check_integer(n_candidates, "n_candidates", low=n_neighbors, high=n_available)
 
     data_x = _decode(metric, X)
     candidates, bound = _chord_candidates(data_x, data_x if same else _decode(metric, Y), n_candidates, same)

@@ -52,7 +52,6 @@ path in their k-nearest-neighbour graph, with data-space edge lengths
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 
 import geomstats.backend as gs
@@ -61,7 +60,8 @@ from geomstats.numerics.geodesic import LogSolver
 from geomstats.numerics.path import UniformlySampledDiscretePath
 
 from geomstats_pullback import _blocktridiag
-from geomstats_pullback._validation import as_latent, broadcast_batch
+from geomstats_pullback._validation import as_latent, broadcast_batch, check_float, check_integer, warn_unconverged
+from geomstats_pullback.errors import RankDeficientJacobianError
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +84,6 @@ def _precision(decoder):
     """``"float32"`` for decoders evaluated in single (or half) precision, else ``"float64"``."""
     dtype = str(getattr(decoder, "dtype", "float64"))
     return "float32" if ("float32" in dtype or "float16" in dtype) else "float64"
-
-
-class ConvergenceWarning(UserWarning):
-    """A geodesic boundary value problem did not converge for some pairs."""
 
 
 @dataclass(frozen=True)
@@ -179,23 +175,13 @@ class GeodesicBVPSolver(LogSolver):
         n_neighbors=8,
     ):
         super().__init__(solves_bvp=True)
-        for name, value, low in (
-            ("n_nodes", n_nodes, 3),
-            ("max_iter", max_iter, 0),
-            ("max_shooting_iter", max_shooting_iter, 0),
-            ("n_neighbors", n_neighbors, 1),
-        ):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if tol is not None and not tol > 0:
-            raise ValueError(f"tol must be positive, got {tol!r}.")
         self._space = space
-        self.n_nodes = int(n_nodes)
-        self.max_iter = int(max_iter)
-        self.max_shooting_iter = int(max_shooting_iter)
-        self.tol = tol
+        self.n_nodes = check_integer(n_nodes, "n_nodes", low=3)
+        self.max_iter = check_integer(max_iter, "max_iter", low=0)
+        self.max_shooting_iter = check_integer(max_shooting_iter, "max_shooting_iter", low=0)
+        self.tol = None if tol is None else check_float(tol, "tol", low=0, strict=True)
         self.shooting = bool(shooting)
-        self.n_neighbors = int(n_neighbors)
+        self.n_neighbors = check_integer(n_neighbors, "n_neighbors", low=1)
         self.init = init
         self.result_ = None
 
@@ -312,8 +298,7 @@ class GeodesicBVPSolver(LogSolver):
                 "raise max_iter/max_shooting_iter or n_nodes, or pass init=<latent points> "
                 "for a graph initialisation."
             )
-            logger.warning(message)
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
+            warn_unconverged(logger, message)
         return result.tangent_vec
 
     def geodesic_bvp(self, point, base_point):
@@ -445,8 +430,6 @@ def _guarded_exp(exp, tangent_vec, base_point):
     end_point : [B, d]
     ok : [B] bool
     """
-    from geomstats_pullback.metric import RankDeficientJacobianError
-
     try:
         end_point = exp(tangent_vec, base_point)
     except (FloatingPointError, RankDeficientJacobianError):

@@ -14,13 +14,10 @@ import geomstats.backend as gs
 import torch
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
-from geomstats_pullback._validation import as_latent, broadcast_batch
+from geomstats_pullback._validation import as_latent, broadcast_batch, check_float
+from geomstats_pullback.errors import RankDeficientJacobianError
 from geomstats_pullback.exp_solver import GeodesicIVPSolver
 from geomstats_pullback.log_solver import GeodesicBVPSolver
-
-
-class RankDeficientJacobianError(ValueError):
-    """The decoder's Jacobian lost rank: the pullback metric is degenerate there."""
 
 
 class PullbackMetric(RiemannianMetric):
@@ -51,10 +48,8 @@ class PullbackMetric(RiemannianMetric):
 
     def __init__(self, space, *, eps=0.0, rank_rtol=1e-12, exp_solver=None, log_solver=None):
         super().__init__(space)
-        if eps < 0:
-            raise ValueError(f"eps must be non-negative, got {eps}.")
-        self.eps = float(eps)
-        self.rank_rtol = float(rank_rtol)
+        self.eps = check_float(eps, "eps", low=0)
+        self.rank_rtol = check_float(rank_rtol, "rank_rtol", low=0)
         self.exp_solver = exp_solver if exp_solver is not None else GeodesicIVPSolver(space)
         self.log_solver = log_solver if log_solver is not None else GeodesicBVPSolver(space)
 

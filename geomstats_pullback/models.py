@@ -40,12 +40,9 @@ from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 
 from geomstats_pullback.decoders import StochasticDecoder
+from geomstats_pullback.errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(ValueError):
-    """A file is not a VAE checkpoint this version can read."""
 
 
 class Reshape(torch.nn.Module):

@@ -18,7 +18,7 @@ nodes get denser (relative error ``O(1 / n_nodes^2)``).
 
 import geomstats.backend as gs
 
-from geomstats_pullback._validation import as_latent, broadcast_batch
+from geomstats_pullback._validation import as_latent, broadcast_batch, check_integer
 from geomstats_pullback.decoders import Decoder, as_decoder
 
 
@@ -102,8 +102,7 @@ def linear_path(initial_point, end_point, n_nodes):
     -------
     path : array-like, shape=[..., n_nodes, dim]
     """
-    if not isinstance(n_nodes, int) or n_nodes < 2:
-        raise ValueError(f"n_nodes must be an integer >= 2, got {n_nodes!r}.")
+    check_integer(n_nodes, "n_nodes", low=2)
     initial_point = gs.array(initial_point) if not gs.is_array(initial_point) else initial_point
     dim = initial_point.shape[-1] if initial_point.ndim else 0
     initial_point = as_latent(initial_point, dim, "initial_point")

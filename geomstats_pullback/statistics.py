@@ -46,13 +46,12 @@ at ``epsilon=1e-12`` (``2e-8``); ``PullbackFrechetMean`` 3.6 s (``6e-8``),
 
 import copy
 import logging
-import warnings
 
 import geomstats.backend as gs
 from sklearn.base import BaseEstimator
 
-from geomstats_pullback._validation import as_latent
-from geomstats_pullback.log_solver import ConvergenceWarning, GeodesicBVPSolver
+from geomstats_pullback._validation import as_latent, check_integer, warn_unconverged
+from geomstats_pullback.log_solver import GeodesicBVPSolver
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +190,7 @@ class PullbackFrechetMean(BaseEstimator):
                 "(or a boundary value problem did not converge, see metric.log_solver); raise "
                 "max_iter, or compare with geomstats' FrechetMean."
             )
-            logger.warning(message)
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
+            warn_unconverged(logger, message)
         return self
 
     def _iterate(self, solver, points, weights, state):
@@ -227,8 +225,7 @@ class PullbackFrechetMean(BaseEstimator):
         return False
 
     def _check_params(self):
-        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}.")
+        check_integer(self.max_iter, "max_iter", low=1)
         if not self.tol > 0:
             raise ValueError(f"tol must be positive, got {self.tol!r}.")
 

@@ -33,7 +33,7 @@ from sklearn.neighbors import KNeighborsClassifier, kneighbors_graph
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic, distances_cli
-from geomstats_pullback.log_solver import ConvergenceWarning
+from geomstats_pullback.errors import ConvergenceWarning
 
 TESTS = Path(__file__).parent
 

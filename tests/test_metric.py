@@ -1,7 +1,6 @@
 """PullbackMetric against closed forms, finite differences and geomstats' stock pullback metric."""
 
 import geomstats.backend as gs
-import pytest
 import torch
 from conftest import sphere_points
 from geomstats.numerics.ivp import GSIVPIntegrator

@@ -33,7 +33,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic
-from geomstats_pullback.log_solver import ConvergenceWarning
+from geomstats_pullback.errors import ConvergenceWarning
 
 
 def uniform(n, low, high, seed):
