@@ -25,19 +25,18 @@ from geomstats_pullback.distances import (  # noqa: E402
     geodesic_kneighbors_graph,
     pairwise_distances,
 )
-from geomstats_pullback.exp_solver import GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.errors import (  # noqa: E402
     CheckpointError,
     ConvergenceWarning,
     DistanceStoreError,
     RankDeficientJacobianError,
 )
-from geomstats_pullback.log_solver import GeodesicBVPResult, GeodesicBVPSolver  # noqa: E402
+from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.statistics import PullbackFrechetMean  # noqa: E402
-from geomstats_pullback.transport import analogy, transport_along_path  # noqa: E402
+from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -22,87 +22,41 @@ is the pullback through the augmented immersion ``z -> (f(z), sqrt(eps) z)``;
 the normal vectors below live in that augmented space ``R^{D + d}`` (its last
 ``d`` entries vanish when ``eps == 0`` and are then left out).
 
-The functions take the metric (for its decoder and its flat kernels) and flat
-batches ``[B, ...]``; :class:`~geomstats_pullback.metric.PullbackMetric`
-validates, broadcasts and delegates to them.
+The functions are pure: a decoder, flat batches ``[B, ...]`` and the
+metric's ``eps`` and ``rank_rtol`` as keywords (see
+:mod:`geomstats_pullback.kernels`); :class:`~geomstats_pullback.metric.PullbackMetric`
+validates, broadcasts and delegates to them. Each costs one Jacobian and a
+few second directional derivatives (or one Hessian) of the decoder per point,
+plus ``O(d^3)`` algebra; none differentiates Christoffel symbols.
 """
 
 from typing import NamedTuple
 
 import geomstats.backend as gs
 
+from geomstats_pullback._validation import as_latent, check_integer
+from geomstats_pullback.kernels import DEFAULT_RANK_RTOL, cometric, gauss_split, gram, second_derivatives, solve_gram_checked
 
-def second_derivatives(decoder, base_point, vecs_a, vecs_b):
-    """``f''(z)[a_k, b_k]`` for ``K`` pairs per point, in one decoder call.
+
+def _all_normals(decoder, base_point, eps, rank_rtol):
+    """``II(e_i, e_j)`` for all pairs, ``[B, d, d, D(+d)]``, and ``J [B, D, d]``."""
+    dim = base_point.shape[-1]
+    jac = decoder.jacobian(base_point)  # [B, D, d]
+    hess = decoder.hessian(base_point)  # [B, D, d, d]
+    second = gs.reshape(gs.einsum("baij->bija", hess), (hess.shape[0], dim * dim, -1))  # [B, d*d, D]
+    _, normal = gauss_split(jac, second, eps=eps, rank_rtol=rank_rtol)
+    return gs.reshape(normal, (hess.shape[0], dim, dim, -1)), jac
+
+
+def second_fundamental_form(decoder, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
+    r"""Second fundamental form ``II_{ij}^\alpha = (P d_i d_j f)^\alpha``.
 
     Parameters
     ----------
     decoder : Decoder
     base_point : array-like, shape=[B, d]
-    vecs_a, vecs_b : array-like, shape=[B, K, d]
-
-    Returns
-    -------
-    second : array-like, shape=[B, K, D]
-    """
-    n_batch, n_pairs, dim = vecs_a.shape
-    points = gs.reshape(gs.broadcast_to(base_point[:, None, :], vecs_a.shape), (-1, dim))
-    second = decoder.second_derivative(points, gs.reshape(vecs_a, (-1, dim)), gs.reshape(vecs_b, (-1, dim)))
-    return gs.reshape(second, (n_batch, n_pairs, -1))
-
-
-def gauss_split(metric, jac, second):
-    """Split second derivatives into tangential and normal parts.
-
-    ``f''[a, b] = J Gamma(a, b) + II(a, b)``: the tangential part in latent
-    coordinates is the Christoffel contraction ``Gamma(a, b) = G^{-1} J^T
-    f''[a, b]``, the normal part the second fundamental form.
-
-    Parameters
-    ----------
-    metric : PullbackMetric
-    jac : array-like, shape=[B, D, d]
-    second : array-like, shape=[B, K, D]
-
-    Returns
-    -------
-    tangential : array-like, shape=[B, K, d]
-        ``Gamma(a_k, b_k)``.
-    normal : array-like, shape=[B, K, D] or [B, K, D + d]
-        ``II(a_k, b_k)`` in the (augmented, if ``eps > 0``) data space.
-    """
-    rhs = gs.einsum("bai,bka->bik", jac, second)  # [B, d, K]
-    tangential = gs.einsum("bik->bki", metric._solve_gram(metric._gram(jac), rhs))  # [B, K, d]
-    normal = second - gs.einsum("bai,bki->bka", jac, tangential)  # [B, K, D]
-    if metric.eps:
-        normal = gs.concatenate([normal, -(metric.eps**0.5) * tangential], axis=-1)
-    return tangential, normal
-
-
-def _all_normals(metric, base_point):
-    """``II(e_i, e_j)`` for all pairs, ``[B, d, d, D(+d)]``, and ``J [B, D, d]``."""
-    dim = base_point.shape[-1]
-    jac = metric.decoder.jacobian(base_point)  # [B, D, d]
-    hess = metric.decoder.hessian(base_point)  # [B, D, d, d]
-    second = gs.reshape(gs.einsum("baij->bija", hess), (hess.shape[0], dim * dim, -1))  # [B, d*d, D]
-    _, normal = gauss_split(metric, jac, second)
-    return gs.reshape(normal, (hess.shape[0], dim, dim, -1)), jac
-
-
-def _cometric(metric, jac):
-    """``G^{-1}``, ``[B, d, d]``, from ``J [B, D, d]``."""
-    gram = metric._gram(jac)
-    eye = gs.broadcast_to(gs.eye(gram.shape[-1], dtype=gram.dtype), gram.shape)
-    return metric._solve_gram(gram, eye)
-
-
-def second_fundamental_form(metric, base_point):
-    r"""Second fundamental form ``II_{ij}^\alpha = (P d_i d_j f)^\alpha``.
-
-    Parameters
-    ----------
-    metric : PullbackMetric
-    base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
@@ -111,11 +65,11 @@ def second_fundamental_form(metric, base_point):
         ``eps > 0`` this is the data-space block ``d_i d_j f - J Gamma_ij``
         of the augmented form.
     """
-    normal, jac = _all_normals(metric, base_point)
+    normal, jac = _all_normals(decoder, base_point, eps, rank_rtol)
     return gs.einsum("bija->baij", normal[..., : jac.shape[1]])
 
 
-def mean_curvature_vector(metric, base_point):
+def mean_curvature_vector(decoder, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
     r"""Trace of the second fundamental form, ``H^\alpha = g^{ij} II_{ij}^\alpha``.
 
     As geomstats' ``PullbackMetric.mean_curvature_vector`` computes it: the
@@ -123,19 +77,21 @@ def mean_curvature_vector(metric, base_point):
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
     mean_curvature_vector : array-like, shape=[B, D]
     """
-    normal, jac = _all_normals(metric, base_point)
-    cometric = _cometric(metric, jac)
-    return gs.einsum("bij,bija->ba", cometric, normal[..., : jac.shape[1]])
+    normal, jac = _all_normals(decoder, base_point, eps, rank_rtol)
+    inverse = cometric(jac, eps=eps, rank_rtol=rank_rtol)
+    return gs.einsum("bij,bija->ba", inverse, normal[..., : jac.shape[1]])
 
 
-def riemann_tensor(metric, base_point):
+def riemann_tensor(decoder, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
     r"""Riemann tensor ``R_{ijk}^l = dx^l(R(e_j, e_k) e_i)`` (geomstats' layout).
 
     Lowered by the Gauss equation, ``<R(e_j, e_k) e_i, e_m> = <II_ki, II_jm>
@@ -143,31 +99,35 @@ def riemann_tensor(metric, base_point):
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
     riemann : array-like, shape=[B, d, d, d, d]
         ``riemann[..., i, j, k, l] = R_{ijk}^l``.
     """
-    normal, jac = _all_normals(metric, base_point)
+    normal, jac = _all_normals(decoder, base_point, eps, rank_rtol)
     inner = gs.einsum("bija,bkla->bijkl", normal, normal)  # <II_ij, II_kl>
     lowered = gs.einsum("bkijm->bijkm", inner) - gs.einsum("bjikm->bijkm", inner)
-    return gs.einsum("bijkm,bml->bijkl", lowered, _cometric(metric, jac))
+    return gs.einsum("bijkm,bml->bijkl", lowered, cometric(jac, eps=eps, rank_rtol=rank_rtol))
 
 
-def curvature(metric, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point):
+def curvature(decoder, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
     r"""Curvature operator ``R(x, y) z`` from ``2 d + 2`` second derivatives.
 
     ``<R(x, y) z, e_m> = <II(y, z), II(x, e_m)> - <II(x, z), II(y, e_m)>``.
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     tangent_vec_a, tangent_vec_b, tangent_vec_c : array-like, shape=[B, d]
         ``x``, ``y``, ``z``.
     base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
@@ -181,14 +141,15 @@ def curvature(metric, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point):
     x_rep, y_rep = (gs.broadcast_to(vec[:, None], basis.shape) for vec in (x, y))  # [B, d, d]
     vecs_a = gs.concatenate([gs.stack([y, x], axis=1), x_rep, y_rep], axis=1)  # [B, 2 + 2d, d]
     vecs_b = gs.concatenate([gs.stack([z, z], axis=1), basis, basis], axis=1)
-    jac = metric.decoder.jacobian(base_point)
-    _, normal = gauss_split(metric, jac, second_derivatives(metric.decoder, base_point, vecs_a, vecs_b))
+    jac = decoder.jacobian(base_point)
+    second = second_derivatives(decoder, base_point, vecs_a, vecs_b)
+    _, normal = gauss_split(jac, second, eps=eps, rank_rtol=rank_rtol)
     ii_yz, ii_xz, ii_x, ii_y = normal[:, 0], normal[:, 1], normal[:, 2 : 2 + dim], normal[:, 2 + dim :]
     covector = gs.einsum("ba,bma->bm", ii_yz, ii_x) - gs.einsum("ba,bma->bm", ii_xz, ii_y)  # [B, d]
-    return metric._solve_gram(metric._gram(jac), covector[..., None])[..., 0]
+    return solve_gram_checked(gram(jac, eps=eps), covector[..., None], rank_rtol=rank_rtol)[..., 0]
 
 
-def sectional_curvature(metric, tangent_vec_a, tangent_vec_b, base_point):
+def sectional_curvature(decoder, tangent_vec_a, tangent_vec_b, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
     r"""Sectional curvature of the planes spanned by ``u`` and ``v``.
 
     .. math::
@@ -200,9 +161,11 @@ def sectional_curvature(metric, tangent_vec_a, tangent_vec_b, base_point):
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     tangent_vec_a, tangent_vec_b : array-like, shape=[B, d]
     base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
@@ -216,19 +179,20 @@ def sectional_curvature(metric, tangent_vec_a, tangent_vec_b, base_point):
     u, v = tangent_vec_a, tangent_vec_b
     vecs_a = gs.stack([u, v, u], axis=1)  # [B, 3, d]
     vecs_b = gs.stack([u, v, v], axis=1)
-    jac = metric.decoder.jacobian(base_point)
-    _, normal = gauss_split(metric, jac, second_derivatives(metric.decoder, base_point, vecs_a, vecs_b))
+    jac = decoder.jacobian(base_point)
+    second = second_derivatives(decoder, base_point, vecs_a, vecs_b)
+    _, normal = gauss_split(jac, second, eps=eps, rank_rtol=rank_rtol)
     numerator = gs.sum(normal[:, 0] * normal[:, 1], axis=-1) - gs.sum(normal[:, 2] ** 2, axis=-1)
-    gram = metric._gram(jac)
-    products = gs.einsum("bi,bij,bkj->bk", u, gram, gs.stack([u, v], axis=1))  # [<u,u>, <u,v>]
-    norm_v = gs.einsum("bi,bij,bj->b", v, gram, v)
+    metric_matrix = gram(jac, eps=eps)
+    products = gs.einsum("bi,bij,bkj->bk", u, metric_matrix, gs.stack([u, v], axis=1))  # [<u,u>, <u,v>]
+    norm_v = gs.einsum("bi,bij,bj->b", v, metric_matrix, v)
     area = products[:, 0] * norm_v - products[:, 1] ** 2
     if bool(gs.any(area <= 1e-12 * products[:, 0] * norm_v)):
         raise ValueError("tangent_vec_a and tangent_vec_b must span a plane: some pairs are parallel or zero.")
     return numerator / area
 
 
-def scalar_curvature(metric, base_point):
+def scalar_curvature(decoder, base_point, *, eps=0.0, rank_rtol=DEFAULT_RANK_RTOL):
     r"""Scalar curvature, ``S = |H|^2 - |II|^2`` (traced Gauss equation).
 
     ``H = g^{ij} II_ij`` and ``|II|^2 = g^{ik} g^{jl} <II_ij, II_kl>``; equal
@@ -236,17 +200,19 @@ def scalar_curvature(metric, base_point):
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     base_point : array-like, shape=[B, d]
+    eps, rank_rtol : float
+        The metric's Tikhonov term and rank tolerance (:mod:`~geomstats_pullback.kernels`).
 
     Returns
     -------
     scalar_curvature : array-like, shape=[B]
     """
-    normal, jac = _all_normals(metric, base_point)
-    cometric = _cometric(metric, jac)
-    mean = gs.einsum("bij,bija->ba", cometric, normal)
-    raised = gs.einsum("bik,bjl,bkla->bija", cometric, cometric, normal)
+    normal, jac = _all_normals(decoder, base_point, eps, rank_rtol)
+    inverse = cometric(jac, eps=eps, rank_rtol=rank_rtol)
+    mean = gs.einsum("bij,bija->ba", inverse, normal)
+    raised = gs.einsum("bik,bjl,bkla->bija", inverse, inverse, normal)
     return gs.sum(mean**2, axis=-1) - gs.einsum("bija,bija->b", raised, normal)
 
 
@@ -276,7 +242,7 @@ def sample_sectional_curvatures(metric, points, *, n_planes=8):
 
     Parameters
     ----------
-    metric : PullbackMetric
+    decoder : Decoder
     points : array-like, shape=[n_points, d]
         Latent points, e.g. a data set's codes.
     n_planes : int
@@ -286,10 +252,9 @@ def sample_sectional_curvatures(metric, points, *, n_planes=8):
     -------
     sample : SectionalCurvatureSample
     """
-    dim = metric._space.dim
-    _, (points,) = metric._flatten((points, "points"))
-    if n_planes < 1:
-        raise ValueError(f"n_planes must be a positive integer, got {n_planes}.")
+    dim = metric.decoder.latent_dim
+    points = gs.reshape(as_latent(points, dim, "points"), (-1, dim))
+    check_integer(n_planes, "n_planes", low=1)
     if dim < 2:
         raise ValueError("Sectional curvature needs a latent dimension of at least 2.")
     n_points = points.shape[0]
@@ -299,5 +264,5 @@ def sample_sectional_curvatures(metric, points, *, n_planes=8):
     vecs = gs.linalg.solve(chol_t[None], xi[..., None])[..., 0]  # [2, n, n_planes, d]
     flat = [gs.reshape(vec, (-1, dim)) for vec in vecs]
     base = gs.reshape(gs.broadcast_to(points[:, None], (n_points, n_planes, dim)), (-1, dim))
-    curvatures = sectional_curvature(metric, flat[0], flat[1], base)
+    curvatures = metric.sectional_curvature(flat[0], flat[1], base)
     return SectionalCurvatureSample(gs.reshape(curvatures, (n_points, n_planes)), vecs[0], vecs[1])

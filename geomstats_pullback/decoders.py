@@ -76,6 +76,15 @@ class Decoder:
         with self._tracking(z):
             return self._checked(self._flat(zn), zn)
 
+    def differentiable_call(self, z):
+        """Decoded points ``[B, D]`` as a plain function of ``z [B, d]``.
+
+        No finiteness check and no gradient policy: the graph is kept, so that
+        an outer automatic differentiation (geomstats' own, in
+        :mod:`geomstats_pullback.reference`) can differentiate through it.
+        """
+        return self._from_native(self._flat(self._to_native(z)))
+
     def jvp(self, z, v):
         """Decoded points and ``J(z) v``, each ``[B, D]``."""
         zn = self._to_native(z)

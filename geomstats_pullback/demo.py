@@ -23,14 +23,13 @@ from sklearn.datasets import load_digits
 from tqdm.auto import tqdm
 
 from geomstats_pullback.curvature import sample_sectional_curvatures
-from geomstats_pullback.exp_solver import GeodesicIVPSolver
 from geomstats_pullback.errors import ConvergenceWarning
-from geomstats_pullback.log_solver import GeodesicBVPSolver
+from geomstats_pullback.geodesics import GeodesicBVPSolver, GeodesicIVPSolver
 from geomstats_pullback.manifold import DecoderManifold
 from geomstats_pullback.models import VAE
 from geomstats_pullback.paths import linear_path, path_length
 from geomstats_pullback.report import Report, new_figure
-from geomstats_pullback.transport import analogy
+from geomstats_pullback.analogies import analogy
 
 logger = logging.getLogger(__name__)
 

@@ -146,7 +146,7 @@ class RK6Integrator(ExplicitRKIntegrator):
 class RK8Integrator(ExplicitRKIntegrator):
     """The eighth-order, twelve-stage method of DOP853 (12 evaluations per step).
 
-    The default of :class:`~geomstats_pullback.exp_solver.GeodesicIVPSolver`:
+    The default of :class:`~geomstats_pullback.geodesics.exp.GeodesicIVPSolver`:
     12 steps are 6-100x more accurate than 24 of :class:`RK6Integrator`, with
     14% fewer evaluations (see the module docstring).
     """

@@ -14,10 +14,10 @@ import geomstats.backend as gs
 import torch
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
+from geomstats_pullback import curvature, kernels
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float
-from geomstats_pullback.errors import RankDeficientJacobianError
-from geomstats_pullback.exp_solver import GeodesicIVPSolver
-from geomstats_pullback.log_solver import GeodesicBVPSolver
+from geomstats_pullback.geodesics import GeodesicBVPSolver, GeodesicIVPSolver, default_integrator
+from geomstats_pullback.transport import geodesic_transport
 
 
 class PullbackMetric(RiemannianMetric):
@@ -38,7 +38,7 @@ class PullbackMetric(RiemannianMetric):
         ``rank_rtol`` times its largest (a Jacobian condition number beyond
         ``rank_rtol ** -0.5``).
     exp_solver : geomstats ExpSolver, optional
-        Default: :class:`~geomstats_pullback.exp_solver.GeodesicIVPSolver`
+        Default: :class:`~geomstats_pullback.geodesics.exp.GeodesicIVPSolver`
         (eighth-order Runge-Kutta, 12 steps). Replaceable later through ``metric.exp_solver``.
     log_solver : geomstats LogSolver, optional
         Solver for ``log``/``dist``/``geodesic(..., end_point=...)``.
@@ -46,7 +46,7 @@ class PullbackMetric(RiemannianMetric):
         (discrete energy, then shooting). Replaceable through ``metric.log_solver``.
     """
 
-    def __init__(self, space, *, eps=0.0, rank_rtol=1e-12, exp_solver=None, log_solver=None):
+    def __init__(self, space, *, eps=0.0, rank_rtol=kernels.DEFAULT_RANK_RTOL, exp_solver=None, log_solver=None):
         super().__init__(space)
         self.eps = check_float(eps, "eps", low=0)
         self.rank_rtol = check_float(rank_rtol, "rank_rtol", low=0)
@@ -58,45 +58,8 @@ class PullbackMetric(RiemannianMetric):
         """The :class:`~geomstats_pullback.decoders.Decoder` of the space."""
         return self._space.decoder
 
-    # ------------------------------------------------------------ flat kernels
-    # These take flattened batches z [B, d] and skip input validation.
-
-    def _gram(self, jac):
-        """``J^T J + eps I``: ``[B, D, d] -> [B, d, d]``."""
-        gram = gs.einsum("...ai,...aj->...ij", jac, jac)
-        if self.eps:
-            gram = gram + self.eps * gs.eye(jac.shape[-1], dtype=jac.dtype)
-        return gram
-
-    def _check_rank(self, gram):
-        eigvals = gs.linalg.eigvalsh(gram)  # [B, d], ascending
-        singular = eigvals[..., 0] <= self.rank_rtol * eigvals[..., -1]
-        if bool(gs.any(singular)):
-            n_bad = int(gs.sum(gs.cast(singular, gs.int64)))
-            raise RankDeficientJacobianError(
-                f"The decoder's Jacobian is rank deficient at {n_bad} of {gram.shape[0]} "
-                f"latent point(s) (smallest/largest eigenvalue of G <= {self.rank_rtol:g}): "
-                "the pullback metric is degenerate there. Pass eps > 0 to the metric "
-                "(DecoderManifold(..., metric_kwargs={'eps': 1e-8})) to regularise it."
-            )
-
-    def _solve_gram(self, gram, rhs):
-        """``G^{-1} rhs`` for ``rhs [B, d, k]``, after checking the rank of ``G``."""
-        self._check_rank(gram)
-        # One vector solve per column: geomstats' solve takes vector right-hand sides.
-        columns = gs.moveaxis(rhs, -1, -2)  # [B, k, d]
-        gram = gs.broadcast_to(gram[..., None, :, :], columns.shape + columns.shape[-1:])
-        return gs.moveaxis(gs.linalg.solve(gram, columns), -1, -2)
-
-    def _acceleration(self, position, velocity):
-        """Geodesic acceleration ``-G^{-1} J^T f''[v, v]``, ``[B, d]``."""
-        jac, second = self.decoder.jacobian_and_second(position, velocity, velocity[None])  # [B, D, d], [1, B, D]
-        rhs = gs.einsum("...ai,...a->...i", jac, second[0])[..., None]  # [B, d, 1]
-        return -self._solve_gram(self._gram(jac), rhs)[..., 0]
-
-    # ------------------------------------------------------------ public API
-
     def _flatten(self, *arrays_and_names):
+        """Validate ``[..., d]`` arrays, broadcast them and flatten the batch: ``(batch_shape, [B, d] arrays)``."""
         dim = self._space.dim
         arrays = [as_latent(array, dim, name) for array, name in arrays_and_names]
         return broadcast_batch(*arrays)
@@ -113,7 +76,7 @@ class PullbackMetric(RiemannianMetric):
         mat : array-like, shape=[..., dim, dim]
         """
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        gram = self._gram(self.decoder.jacobian(z))
+        gram = kernels.gram(self.decoder.jacobian(z), eps=self.eps)
         return gs.reshape(gram, batch_shape + gram.shape[-2:])
 
     def cometric_matrix(self, base_point=None):
@@ -133,10 +96,8 @@ class PullbackMetric(RiemannianMetric):
             Where ``G`` is singular and ``eps == 0``.
         """
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        gram = self._gram(self.decoder.jacobian(z))
-        eye = gs.broadcast_to(gs.eye(gram.shape[-1], dtype=gram.dtype), gram.shape)
-        inverse = self._solve_gram(gram, eye)
-        return gs.reshape(inverse, batch_shape + gram.shape[-2:])
+        inverse = kernels.cometric(self.decoder.jacobian(z), eps=self.eps, rank_rtol=self.rank_rtol)
+        return gs.reshape(inverse, batch_shape + inverse.shape[-2:])
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """Inner product ``<J u, J v> (+ eps <u, v>)`` from two jvps.
@@ -216,7 +177,8 @@ class PullbackMetric(RiemannianMetric):
         jac = self.decoder.jacobian(z)  # [B, D, d]
         hess = self.decoder.hessian(z)  # [B, D, d, d]
         rhs = gs.einsum("...ak,...aij->...kij", jac, hess)  # [B, d, d, d]
-        gamma = self._solve_gram(self._gram(jac), gs.reshape(rhs, (-1, dim, dim * dim)))
+        gram = kernels.gram(jac, eps=self.eps)
+        gamma = kernels.solve_gram_checked(gram, gs.reshape(rhs, (-1, dim, dim * dim)), rank_rtol=self.rank_rtol)
         return gs.reshape(gamma, batch_shape + (dim, dim, dim))
 
     def geodesic_equation(self, state):
@@ -232,12 +194,9 @@ class PullbackMetric(RiemannianMetric):
         derivative : array-like, shape=[..., 2, dim]
         """
         dim = self._space.dim
-        batch_shape = state.shape[:-2]
-        position = gs.reshape(state[..., 0, :], (-1, dim))
-        velocity = gs.reshape(state[..., 1, :], (-1, dim))
-        acceleration = self._acceleration(position, velocity)
-        derivative = gs.stack([velocity, acceleration], axis=-2)
-        return gs.reshape(derivative, batch_shape + (2, dim))
+        flat = gs.reshape(state, (-1, 2, dim))
+        derivative = kernels.geodesic_rhs(self.decoder, flat, eps=self.eps, rank_rtol=self.rank_rtol)
+        return gs.reshape(derivative, state.shape)
 
     def squared_dist(self, point_a, point_b):
         r"""Squared geodesic distance ``|log_a(b)|^2``, batched, with analytic gradients.
@@ -270,7 +229,6 @@ class PullbackMetric(RiemannianMetric):
         return self.squared_norm(self.log(point_b, point_a), point_a)
 
     # ------------------------------------------------ transport and curvature
-    # Thin shells over geomstats_pullback.transport / .curvature.
 
     def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None):
         r"""Parallel transport along a geodesic, ``w' = -G^{-1} J^T f''[c', w]``.
@@ -295,8 +253,6 @@ class PullbackMetric(RiemannianMetric):
         transported_tangent_vec : array-like, shape=[..., dim]
             Vectors at ``exp(direction, base_point)``.
         """
-        from geomstats_pullback.transport import geodesic_transport
-
         if (direction is None) == (end_point is None):
             raise ValueError("Give exactly one of direction and end_point.")
         dim = self._space.dim
@@ -306,11 +262,18 @@ class PullbackMetric(RiemannianMetric):
         vec = as_latent(tangent_vec, dim, "tangent_vec")
         direction = as_latent(direction, dim, "direction")
         if base_point.ndim == 1 and direction.ndim == 1:  # one geodesic: all vectors ride on it
-            out = geodesic_transport(self, gs.reshape(vec, (1, -1, dim)), base_point[None], direction[None])
+            out = self._geodesic_transport(gs.reshape(vec, (1, -1, dim)), base_point[None], direction[None])
             return gs.reshape(out, vec.shape)
         batch_shape, (vec, z, v) = broadcast_batch(vec, base_point, direction)
-        out = geodesic_transport(self, vec[:, None], z, v)
+        out = self._geodesic_transport(vec[:, None], z, v)
         return gs.reshape(out, batch_shape + (dim,))
+
+    def _geodesic_transport(self, vecs, base_point, direction):
+        """Flat transport ``[B, k, d]`` with the exp solver's integrator (the default one if it has none)."""
+        integrator = getattr(self.exp_solver, "integrator", None) or default_integrator()
+        return geodesic_transport(
+            self.decoder, vecs, base_point, direction, integrator=integrator, eps=self.eps, rank_rtol=self.rank_rtol
+        )
 
     def second_fundamental_form(self, base_point):
         r"""Second fundamental form ``II_{ij} = P d_i d_j f`` of the immersion.
@@ -324,10 +287,8 @@ class PullbackMetric(RiemannianMetric):
         second_fundamental_form : array-like, shape=[..., output_dim, dim, dim]
             Data-space index first, as in geomstats' ``PullbackMetric``.
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.second_fundamental_form(self, z)
+        out = curvature.second_fundamental_form(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
         return gs.reshape(out, batch_shape + out.shape[1:])
 
     def mean_curvature_vector(self, base_point):
@@ -341,10 +302,8 @@ class PullbackMetric(RiemannianMetric):
         -------
         mean_curvature_vector : array-like, shape=[..., output_dim]
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.mean_curvature_vector(self, z)
+        out = curvature.mean_curvature_vector(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
         return gs.reshape(out, batch_shape + out.shape[1:])
 
     def riemann_tensor(self, base_point=None):
@@ -359,10 +318,8 @@ class PullbackMetric(RiemannianMetric):
         riemann_curvature : array-like, shape=[..., dim, dim, dim, dim]
             ``riemann_tensor[..., i, j, k, l] = R_{ijk}^l = dx^l(R(e_j, e_k) e_i)``.
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.riemann_tensor(self, z)
+        out = curvature.riemann_tensor(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
         return gs.reshape(out, batch_shape + out.shape[1:])
 
     def curvature(self, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point=None):
@@ -379,15 +336,14 @@ class PullbackMetric(RiemannianMetric):
         curvature : array-like, shape=[..., dim]
             ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X, Y] Z``.
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (x, y, w, z) = self._flatten(
             (tangent_vec_a, "tangent_vec_a"),
             (tangent_vec_b, "tangent_vec_b"),
             (tangent_vec_c, "tangent_vec_c"),
             (base_point, "base_point"),
         )
-        return gs.reshape(curvature.curvature(self, x, y, w, z), batch_shape + (self._space.dim,))
+        out = curvature.curvature(self.decoder, x, y, w, z, eps=self.eps, rank_rtol=self.rank_rtol)
+        return gs.reshape(out, batch_shape + (self._space.dim,))
 
     def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None):
         r"""Sectional curvature ``<R(u, v) v, u> / (|u|^2 |v|^2 - <u, v>^2)``.
@@ -408,12 +364,11 @@ class PullbackMetric(RiemannianMetric):
         ValueError
             If a pair of vectors spans no plane.
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (u, v, z) = self._flatten(
             (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
         )
-        return gs.reshape(curvature.sectional_curvature(self, u, v, z), batch_shape)
+        out = curvature.sectional_curvature(self.decoder, u, v, z, eps=self.eps, rank_rtol=self.rank_rtol)
+        return gs.reshape(out, batch_shape)
 
     def scalar_curvature(self, base_point=None):
         r"""Scalar curvature ``|H|^2 - |II|^2`` (traced Gauss equation).
@@ -426,10 +381,9 @@ class PullbackMetric(RiemannianMetric):
         -------
         scalar_curvature : array-like, shape=[...]
         """
-        from geomstats_pullback import curvature
-
         batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        return gs.reshape(curvature.scalar_curvature(self, z), batch_shape)
+        out = curvature.scalar_curvature(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
+        return gs.reshape(out, batch_shape)
 
 
 # ---------------------------------------------------------------- gradients

@@ -22,6 +22,43 @@ from geomstats_pullback._validation import as_latent, broadcast_batch, check_int
 from geomstats_pullback.decoders import Decoder, as_decoder
 
 
+def decode_nodes(decoder, nodes):
+    """Decoder on the nodes of flat batches of paths, one call, no input checks.
+
+    Parameters
+    ----------
+    decoder : Decoder
+    nodes : array-like, shape=[B, n_nodes, d]
+
+    Returns
+    -------
+    decoded : array-like, shape=[B, n_nodes, D]
+    """
+    n_paths, n_nodes, dim = nodes.shape
+    return gs.reshape(decoder(gs.reshape(nodes, (-1, dim))), (n_paths, n_nodes, -1))
+
+
+def straight_lines(start, end, n_nodes):
+    """Straight lines sampled uniformly, no input checks.
+
+    Parameters
+    ----------
+    start, end : array-like, shape=[B, d]
+    n_nodes : int
+
+    Returns
+    -------
+    path : array-like, shape=[B, n_nodes, d]
+    """
+    times = gs.linspace(0.0, 1.0, n_nodes)[None, :, None]
+    return start[:, None, :] + times * (end - start)[:, None, :]
+
+
+def _eps_of(source):
+    """The Tikhonov term of a metric or of a space's metric; 0 for a decoder."""
+    return getattr(getattr(source, "metric", source), "eps", 0.0)
+
+
 def _decoder_of(decoder_or_metric, latent_dim):
     """The :class:`Decoder` behind a metric, a space, a decoder or a callable."""
     decoder = getattr(decoder_or_metric, "decoder", decoder_or_metric)
@@ -55,8 +92,8 @@ def decoded_path(decoder_or_metric, path):
     """
     path = _as_path(path)
     decoder = _decoder_of(decoder_or_metric, path.shape[-1])
-    flat = decoder(gs.reshape(path, (-1, path.shape[-1])))
-    return gs.reshape(flat, path.shape[:-1] + (decoder.output_dim,))
+    decoded = decode_nodes(decoder, gs.reshape(path, (-1,) + path.shape[-2:]))
+    return gs.reshape(decoded, path.shape[:-1] + (decoder.output_dim,))
 
 
 def path_length(decoder_or_metric, path):
@@ -76,14 +113,15 @@ def path_length(decoder_or_metric, path):
 
     Notes
     -----
-    A metric with a Tikhonov term ``eps > 0`` adds ``eps |dz|^2`` to each
-    squared step, so that this length is that of the metric's discrete energy.
+    A metric (or a space whose metric has) a Tikhonov term ``eps > 0`` adds
+    ``eps |dz|^2`` to each squared step, so that this length is that of the
+    metric's discrete energy; a bare decoder has none.
     """
+    path = _as_path(path)
     decoded = decoded_path(decoder_or_metric, path)
     squared_steps = gs.sum((decoded[..., 1:, :] - decoded[..., :-1, :]) ** 2, axis=-1)
-    eps = getattr(decoder_or_metric, "eps", 0.0)
+    eps = _eps_of(decoder_or_metric)
     if eps:
-        path = _as_path(path)
         squared_steps = squared_steps + eps * gs.sum((path[..., 1:, :] - path[..., :-1, :]) ** 2, axis=-1)
     return gs.sum(gs.sqrt(squared_steps), axis=-1)
 
@@ -108,6 +146,4 @@ def linear_path(initial_point, end_point, n_nodes):
     initial_point = as_latent(initial_point, dim, "initial_point")
     end_point = as_latent(end_point, dim, "end_point")
     batch_shape, (start, end) = broadcast_batch(initial_point, end_point)
-    times = gs.linspace(0.0, 1.0, n_nodes)[None, :, None]
-    path = start[:, None, :] + times * (end - start)[:, None, :]
-    return gs.reshape(path, batch_shape + (n_nodes, dim))
+    return gs.reshape(straight_lines(start, end, n_nodes), batch_shape + (n_nodes, dim))

@@ -34,7 +34,7 @@ class StockPullbackSpace(ImmersedSet):
     def immersion(self, point):
         """Flattened decoder output, ``[..., dim] -> [..., D]``."""
         flat = gs.reshape(point, (-1, self.dim))
-        out = self.decoder._from_native(self.decoder._flat(self.decoder._to_native(flat)))
+        out = self.decoder.differentiable_call(flat)
         return gs.reshape(out, point.shape[:-1] + (self.decoder.output_dim,))
 
     def belongs(self, point, atol=gs.atol):

@@ -51,7 +51,7 @@ import geomstats.backend as gs
 from sklearn.base import BaseEstimator
 
 from geomstats_pullback._validation import as_latent, check_integer, warn_unconverged
-from geomstats_pullback.log_solver import GeodesicBVPSolver
+from geomstats_pullback.geodesics import GeodesicBVPSolver
 
 logger = logging.getLogger(__name__)
 

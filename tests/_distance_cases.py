@@ -12,8 +12,7 @@ import torch
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic
-from geomstats_pullback.exp_solver import GeodesicIVPSolver
-from geomstats_pullback.log_solver import GeodesicBVPSolver
+from geomstats_pullback.geodesics import GeodesicBVPSolver, GeodesicIVPSolver
 
 SPHERE_BLOCK = 5  # 9 points -> blocks (0, 0), (0, 1), (1, 1): 10 + 20 + 6 pairs
 MLP_BLOCK = 4  # 8 points -> blocks (0, 0), (0, 1), (1, 1): 6 + 16 + 6 pairs

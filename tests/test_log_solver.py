@@ -11,7 +11,10 @@ from conftest import sphere_points
 import geomstats_pullback as gp
 from geomstats_pullback import _blocktridiag, analytic
 from geomstats_pullback.integrators import RK6Integrator
-from geomstats_pullback.log_solver import _graph_paths
+from geomstats_pullback.geodesics.correction import end_point_sensitivity, fourth_order_correction
+from geomstats_pullback.geodesics.discrete import discrete_geodesic
+from geomstats_pullback.geodesics.graph_init import graph_paths
+from geomstats_pullback.geodesics.stencils import fourth_order_weights, initial_velocity, velocity_weights
 
 # ------------------------------------------------------------------ helpers
 
@@ -183,12 +186,12 @@ def test_shapes_single_batched_and_broadcast(plane):
 
 
 def test_chunks_of_pairs_give_the_same_result(plane, monkeypatch):
-    from geomstats_pullback import log_solver
+    from geomstats_pullback.geodesics import log as log_module
 
     a, b = gs.random.rand(7, 2), gs.random.rand(7, 2)
     whole = plane.metric.log_solver.solve(b, a)
     solver = plane.metric.log_solver
-    monkeypatch.setattr(log_solver, "_MAX_JACOBIAN_ENTRIES", 3 * solver.n_nodes * plane.decoder.output_dim * 2)
+    monkeypatch.setattr(log_module, "MAX_JACOBIAN_ENTRIES", 3 * solver.n_nodes * plane.decoder.output_dim * 2)
     chunked = solver.solve(b, a)  # three chunks: 3 + 3 + 1 pairs
     torch.testing.assert_close(chunked.tangent_vec, whole.tangent_vec, atol=1e-12, rtol=0)
     torch.testing.assert_close(chunked.path, whole.path, atol=1e-12, rtol=0)
@@ -244,21 +247,19 @@ def test_discrete_estimate_is_fourth_order_accurate(mlp_space, mlp_solution):
 
 @pytest.mark.parametrize("degree", range(6))
 def test_fourth_order_weights_are_exact_on_quintics(degree):
-    from geomstats_pullback.log_solver import _fourth_order_weights
 
     n_seg = 10
     t = gs.linspace(0.0, 1.0, n_seg + 1)
     values = (t**degree)[None, :, None]  # [1, n, 1]
     weights = 2 * values[:, 1:-1] - values[:, :-2] - values[:, 2:]  # -delta^2 x
     second = degree * (degree - 1) * t[1:-1] ** max(degree - 2, 0) if degree >= 2 else 0 * t[1:-1]
-    torch.testing.assert_close(-_fourth_order_weights(weights)[0, :, 0] * n_seg**2, second, atol=1e-9, rtol=0)
+    torch.testing.assert_close(-fourth_order_weights(weights)[0, :, 0] * n_seg**2, second, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("n_nodes", [2, 3, 5, 7, 33])
 def test_velocity_weights_differentiate_polynomials_exactly(n_nodes):
-    from geomstats_pullback.log_solver import _velocity_weights
 
-    weights = _velocity_weights(n_nodes, gs.float64)
+    weights = velocity_weights(n_nodes, gs.float64)
     t = gs.linspace(0.0, 1.0, n_nodes)
     for degree in range(min(6, n_nodes - 1) + 1):  # exact up to the stencil's order
         derivative = 1.0 if degree == 1 else 0.0
@@ -304,7 +305,7 @@ def test_graph_paths_join_end_points_through_the_graph():
     decoder = gp.as_decoder(analytic.linear_isometry(2, 3), 2)
     points = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, size=(200, 2)))
     start, end = gs.array([[-0.9, -0.9], [0.0, 0.0]]), gs.array([[0.9, 0.8], [0.0, 0.5]])
-    paths, found = _graph_paths(decoder, points, start, end, n_neighbors=6, n_segments=10)
+    paths, found = graph_paths(decoder, points, start, end, n_neighbors=6, n_segments=10)
     assert paths.shape == (2, 11, 2) and bool(found.all())
     torch.testing.assert_close(paths[:, 0], start)
     torch.testing.assert_close(paths[:, -1], end)
@@ -323,7 +324,7 @@ def test_graph_paths_not_connected_fall_back():
     decoder = gp.as_decoder(analytic.linear_isometry(2, 3), 2)
     points = gs.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
     start, end = gs.array([[0.05, 0.0]]), gs.array([[5.05, 5.0]])
-    _, found = _graph_paths(decoder, points, start, end, n_neighbors=1, n_segments=4)
+    _, found = graph_paths(decoder, points, start, end, n_neighbors=1, n_segments=4)
     assert found.tolist() == [False]
 
 
@@ -354,22 +355,16 @@ def test_block_tridiagonal_solve_matches_dense():
 
 def test_sensitivity_approximates_inverse_jacobian_of_exp(mlp_space):
     """The implicit-differentiation M of the discrete problem is close to (d exp / d v)^{-1}."""
-    from geomstats_pullback.log_solver import _discrete_geodesic, _initial_velocity
-
     a, b = gs.array([[-0.5, 0.2]]), gs.array([[0.6, -0.4]])
     path = gp.linear_path(a, b, 33)
-    path, converged, _, sens, _ = _discrete_geodesic(
-        mlp_space.decoder,
-        0.0,
-        path,
-        gs.array([1e-4]),
-        xtol=gs.array([1e-10]),
-        max_iter=30,
-        second_order=True,
-        with_sensitivity=True,
+    result = discrete_geodesic(
+        mlp_space.decoder, 0.0, path, gs.array([1e-4]), xtol=gs.array([1e-10]), max_iter=30, second_order=True
     )
-    assert bool(converged.all())
-    v = _initial_velocity(path)
+    assert bool(result.converged.all())
+    correction = fourth_order_correction(mlp_space.decoder, 0.0, result.path, result.decoded, result.converged)
+    path = correction.path
+    sens = end_point_sensitivity(mlp_space.decoder, 0.0, path, correction.hessian)
+    v = initial_velocity(path)
     step = 1e-6
     columns = [
         (mlp_space.metric.exp(v + step * gs.eye(2)[j], a) - mlp_space.metric.exp(v, a)) / step for j in range(2)

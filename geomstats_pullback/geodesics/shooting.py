@@ -1,0 +1,132 @@
+"""Shooting: Newton's method on ``exp(v, z_0) = z_1``, batched over pairs.
+
+Started from the discrete geodesic's initial velocity and its sensitivity to
+the end point (:mod:`.correction`), quasi-Newton iterations with Broyden
+updates make ``exp(log(z_1, z_0), z_0) = z_1`` hold for the metric's own
+``exp``. Each iteration is one batched ``exp`` call on the pairs not yet
+converged. Pairs where ``exp`` fails are isolated (:func:`guarded_exp`) and
+left unconverged; the other pairs are unaffected.
+"""
+
+import logging
+from typing import NamedTuple
+
+import geomstats.backend as gs
+
+from geomstats_pullback.errors import RankDeficientJacobianError
+from geomstats_pullback.geodesics.batched import scatter
+
+logger = logging.getLogger(__name__)
+
+
+class Shooting(NamedTuple):
+    """Outcome of :func:`shoot`."""
+
+    tangent_vec: object  #: shape=[B, d], best velocities found
+    residual: object  #: shape=[B], ``|exp(v) - end|``; 0 for pairs not shot, inf where every exp failed
+    converged: object  #: shape=[B], bool
+    n_calls: int  #: batched exp calls made
+
+
+def guarded_exp(exp, tangent_vec, base_point):
+    """``exp`` on a batch, isolating the pairs where it fails.
+
+    A failing batch (NaN from the decoder, a singular metric along the way) is
+    split in halves until the failing pairs are alone; their end points come
+    back as NaN.
+
+    Returns
+    -------
+    end_point : [B, d]
+    ok : [B] bool
+    """
+    try:
+        end_point = exp(tangent_vec, base_point)
+    except (FloatingPointError, RankDeficientJacobianError):
+        n_pairs = tangent_vec.shape[0]
+        if n_pairs == 1:
+            return gs.zeros_like(tangent_vec) * float("nan"), gs.zeros(1, dtype=bool)
+        half = n_pairs // 2
+        first, ok_first = guarded_exp(exp, tangent_vec[:half], base_point[:half])
+        second, ok_second = guarded_exp(exp, tangent_vec[half:], base_point[half:])
+        return gs.concatenate([first, second]), gs.concatenate([ok_first, ok_second])
+    ok = ~gs.any(gs.isnan(end_point), axis=-1) & gs.all(gs.abs(end_point) < float("inf"), axis=-1)
+    return end_point, ok
+
+
+def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter):
+    """Quasi-Newton shooting on ``exp(v, start) = end`` for the pairs ``idx``.
+
+    Broyden's ("good") update of the inverse Jacobian ``M`` after each step;
+    a step that does not reduce the residual is halved.
+
+    Parameters
+    ----------
+    exp : callable
+        ``exp(tangent_vec [A, d], base_point [A, d]) -> [A, d]`` (the metric's).
+    tangent_vec : [B, d]
+        Initial velocities (from the discrete geodesics).
+    start, end : [B, d]
+    idx : [A] int
+        The pairs to shoot; the others are returned as converged, unchanged.
+    sensitivity : [B, d, d]
+        Starting inverse Jacobians ``(d exp / d v)^{-1}``.
+    threshold : [B]
+        Latent residual below which a pair converged.
+    max_iter : int
+        Batched ``exp`` calls at most.
+
+    Returns
+    -------
+    result : Shooting
+    """
+    n_pairs, dim = start.shape
+    residual = gs.zeros(n_pairs, dtype=start.dtype)
+    converged = gs.ones(n_pairs, dtype=bool)
+    if idx.shape[0] == 0:
+        return Shooting(tangent_vec, residual, converged, 0)
+    converged = scatter(converged, idx, gs.zeros(idx.shape[0], dtype=bool))
+    residual = scatter(residual, idx, float("inf") * gs.ones(idx.shape[0], dtype=start.dtype))
+    inverse_jac = gs.copy(sensitivity)
+    best = gs.copy(tangent_vec)
+    best_error = gs.zeros_like(start)  # exp(best) - end
+    trial = gs.copy(tangent_vec)
+    n_calls = 0
+    active = idx
+    for _ in range(max_iter):
+        if active.shape[0] == 0:
+            break
+        n_calls += 1
+        reached, ok = guarded_exp(exp, trial[active], start[active])
+        error = gs.where(ok[:, None], reached - end[active], gs.zeros_like(reached))  # [A, d]
+        norm = gs.where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
+        logger.debug(
+            "Shooting iteration %d: %d pairs, largest residual %.3g", n_calls, active.shape[0], float(gs.amax(norm))
+        )
+        improved = norm < residual[active]
+        # Broyden update from the secant (trial - best, error - best_error), where a best exists.
+        secant = ok & (residual[active] < float("inf"))
+        if bool(gs.any(secant)):
+            s = trial[active] - best[active]
+            y = error - best_error[active]
+            m = inverse_jac[active]
+            my = gs.einsum("bij,bj->bi", m, y)
+            sm = gs.einsum("bi,bij->bj", s, m)
+            denom = gs.sum(sm * y, axis=-1)
+            valid = secant & (gs.abs(denom) > 1e-12 * gs.linalg.norm(s, axis=-1) * gs.linalg.norm(y, axis=-1))
+            safe = gs.where(valid, denom, gs.ones_like(denom))
+            update = gs.einsum("bi,bj->bij", s - my, sm) / safe[:, None, None]
+            inverse_jac = scatter(inverse_jac, active, m + gs.where(valid[:, None, None], update, 0 * update))
+        keep = gs.where(improved)[0]
+        rows = active[keep]
+        best = scatter(best, rows, trial[rows])
+        best_error = scatter(best_error, rows, error[keep])
+        residual = scatter(residual, rows, norm[keep])
+        converged = scatter(converged, rows, norm[keep] <= threshold[rows])
+        # Next trial: a quasi-Newton step from the best point, or half the failed step.
+        newton = best[active] - gs.einsum("bij,bj->bi", inverse_jac[active], best_error[active])
+        halved = (best[active] + trial[active]) / 2
+        trial = scatter(trial, active, gs.where(improved[:, None], newton, halved))
+        # Pairs whose very first exp failed have no point to step back to: give up on them.
+        active = active[~converged[active] & (residual[active] < float("inf"))]
+    return Shooting(best, residual, converged, n_calls)

@@ -1,0 +1,73 @@
+r"""Finite-difference stencils on discrete paths ``[B, n_nodes, ...]``.
+
+Nodes are uniformly spaced in time, ``h = 1 / (n_nodes - 1)``.
+
+- :func:`second_difference`: ``2 x_k - x_{k-1} - x_{k+1} = -h^2 x'' + O(h^4)``
+  (the discrete energy's stationarity condition).
+- :func:`fourth_order_weights`: the same quantity to ``O(h^6)``, from those
+  second differences (the deferred correction of the discrete geodesic).
+- :func:`velocity_weights` / :func:`initial_velocity`: one-sided difference of
+  order ``min(6, n_nodes - 1)`` for ``x'(0)``.
+- :func:`refine`: halve the spacing by cubic (fourth-order) midpoints.
+"""
+
+import math
+
+import geomstats.backend as gs
+import numpy as np
+
+#: Order of the one-sided difference giving the initial velocity from the nodes.
+VELOCITY_ORDER = 6
+
+
+def second_difference(values):
+    """``2 x_k - x_{k-1} - x_{k+1}`` at the interior nodes of ``values [B, n, ...]``: ``[B, n - 2, ...]``."""
+    return 2 * values[:, 1:-1] - values[:, :-2] - values[:, 2:]
+
+
+def fourth_order_weights(weights):
+    """From second differences ``w = -delta^2 x`` at the interior nodes to fourth-order ones, ``[B, n - 2, ...]``.
+
+    ``-h^2 x'' = w - delta^2 w / 12 + O(h^6)`` (the five-point difference), and
+    next to the ends ``w_1 + (-2 w_1 + 5 w_2 - 4 w_3 + w_4) / 12`` (the
+    six-point one-sided difference). Needs at least four interior nodes.
+    """
+    inner = weights[:, 1:-1] - (weights[:, :-2] - 2 * weights[:, 1:-1] + weights[:, 2:]) / 12
+    first = weights[:, 0] + (-2 * weights[:, 0] + 5 * weights[:, 1] - 4 * weights[:, 2] + weights[:, 3]) / 12
+    last = weights[:, -1] + (-2 * weights[:, -1] + 5 * weights[:, -2] - 4 * weights[:, -3] + weights[:, -4]) / 12
+    return gs.concatenate([first[:, None], inner, last[:, None]], axis=1)
+
+
+def velocity_weights(n_nodes, dtype):
+    """Weights ``[n_nodes]`` of the one-sided difference giving ``v = sum_j w_j z_j``.
+
+    Of order ``min(6, n_nodes - 1)``: ``w_j = N (-1)^(j+1) C(m, j) / j`` on the
+    first ``m + 1`` nodes, ``w_0 = -sum_j w_j``.
+    """
+    order = min(VELOCITY_ORDER, n_nodes - 1)
+    stencil = [(-1) ** (j + 1) * math.comb(order, j) / j for j in range(1, order + 1)]
+    weights = np.zeros(n_nodes)
+    weights[: order + 1] = (n_nodes - 1) * np.array([-sum(stencil)] + stencil)
+    return gs.array(weights, dtype=dtype)
+
+
+def initial_velocity(path):
+    """Initial velocity of a discrete geodesic ``[B, N+1, d] -> [B, d]`` (sixth-order difference)."""
+    weights = velocity_weights(path.shape[1], path.dtype)
+    return gs.einsum("j,bjd->bd", weights, path)
+
+
+def refine(path):
+    """Double the resolution of paths ``[B, N+1, d] -> [B, 2N+1, d]`` (cubic midpoints)."""
+    n_pairs, n_nodes, dim = path.shape
+    if n_nodes >= 4:
+        inner = (-path[:, :-3] + 9 * path[:, 1:-2] + 9 * path[:, 2:-1] - path[:, 3:]) / 16
+        first = (3 * path[:, :1] + 6 * path[:, 1:2] - path[:, 2:3]) / 8
+        last = (3 * path[:, -1:] + 6 * path[:, -2:-1] - path[:, -3:-2]) / 8
+        mids = gs.concatenate([first, inner, last], axis=1)
+    else:
+        mids = (path[:, :-1] + path[:, 1:]) / 2
+    out = gs.zeros((n_pairs, 2 * n_nodes - 1, dim), dtype=path.dtype)
+    out[:, ::2] = path
+    out[:, 1::2] = mids
+    return out
