@@ -43,6 +43,6 @@ html_title = f"geomstats-pullback {release}"
 # The demo's --help, generated from the parser so that the docs cannot drift from it.
 _generated = Path(__file__).parent / "_generated"
 _generated.mkdir(exist_ok=True)
-from geomstats_pullback.cli import build_parser  # noqa: E402
+from geomstats_pullback.cli import command_parser  # noqa: E402
 
-(_generated / "demo_help.txt").write_text(build_parser().demo_parser.format_help(), encoding="utf-8")
+(_generated / "demo_help.txt").write_text(command_parser("demo").format_help(), encoding="utf-8")

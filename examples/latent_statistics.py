@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402
-from geomstats_pullback.models import VAE  # noqa: E402
+from geomstats_pullback.demo.vae import VAE  # noqa: E402
 
 
 def main(argv=None):

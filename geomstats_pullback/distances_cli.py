@@ -21,7 +21,10 @@ import numpy as np
 
 from geomstats_pullback import analytic
 from geomstats_pullback.distances import DEFAULT_BLOCK_SIZE, pairwise_distances
+from geomstats_pullback.errors import UsageError
 from geomstats_pullback.manifold import DecoderManifold
+
+DESCRIPTION = "Geodesic distance matrix of latent codes under a decoder's pullback metric."
 
 ANALYTIC_DECODERS = {
     "sphere_chart": lambda: analytic.sphere_chart,
@@ -31,11 +34,13 @@ ANALYTIC_DECODERS = {
 }
 
 
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="geomstats-pullback distances",
-        description="Geodesic distance matrix of latent codes under a decoder's pullback metric.",
-    )
+def configure_parser(parser):
+    """Add the options of ``geomstats-pullback distances`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("codes", type=Path, help="latent codes, a .npy array of shape [n, d]")
     decoder = parser.add_mutually_exclusive_group(required=True)
     decoder.add_argument(
@@ -48,7 +53,6 @@ def _parser():
     parser.add_argument("--eps", type=float, default=0.0, help="Tikhonov term of the metric (default 0)")
     parser.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def _load_decoder(args):
@@ -104,8 +108,40 @@ def _run(args):
     return summary
 
 
+def run(args):
+    """Compute the distance matrix that parsed options ask for, and print a one-line summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed with :func:`configure_parser`'s options.
+
+    Returns
+    -------
+    status : int
+        0 on success.
+
+    Raises
+    ------
+    UsageError
+        On bad input or an unusable store (one line, for exit status 2).
+    """
+    try:
+        summary = _run(args)
+    except (ValueError, OSError) as error:  # DistanceStoreError is a ValueError
+        raise UsageError(" ".join(str(error).split())) from error
+    print(
+        f"{summary['n_points']} points, {summary['n_blocks']} blocks ({summary['n_computed_blocks']} computed now), "
+        f"{summary['n_unconverged_pairs']} unconverged pairs; matrix in {args.out / 'dist.npy'}"
+    )
+    return 0
+
+
 def distance_matrix_main(argv=None):
-    """Entry point of ``geomstats-pullback distances``.
+    """Parse ``argv`` and :func:`run`, reporting bad input with status 1 (kept for direct callers).
+
+    The console script goes through :func:`geomstats_pullback.cli.main`
+    instead, where bad input exits with status 2.
 
     Parameters
     ----------
@@ -117,14 +153,11 @@ def distance_matrix_main(argv=None):
     status : int
         0 on success, 1 on bad input or an unusable store (the message goes to stderr).
     """
-    args = _parser().parse_args(argv)
+    parser = argparse.ArgumentParser(prog="geomstats-pullback distances", description=DESCRIPTION)
+    configure_parser(parser)
+    args = parser.parse_args(argv)
     try:
-        summary = _run(args)
-    except (ValueError, OSError) as error:  # DistanceStoreError is a ValueError
+        return run(args)
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(
-        f"{summary['n_points']} points, {summary['n_blocks']} blocks ({summary['n_computed_blocks']} computed now), "
-        f"{summary['n_unconverged_pairs']} unconverged pairs; matrix in {args.out / 'dist.npy'}"
-    )
-    return 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from geomstats_pullback import cli
-from geomstats_pullback.report import format_number
+from geomstats_pullback.demo.report import format_number
 
 FIGURES = (
     "model",
@@ -174,7 +174,7 @@ def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
 def test_demo_geodesics_keep_the_shorter_of_the_straight_and_graph_starts():
     """Across a bump the straight start converges over it; the codes' graph start goes around, shorter."""
     import geomstats_pullback as gp
-    from geomstats_pullback.demo import geodesics
+    from geomstats_pullback.demo.pairs import geodesics
 
     def bump(z):
         return torch.cat([z, 1.5 * torch.exp(-(z**2).sum(-1, keepdim=True) / 0.1)], dim=-1)

@@ -1,4 +1,4 @@
-"""The VAE of geomstats_pullback.models: determinism, checkpoints, decoder uncertainty."""
+"""The VAE of geomstats_pullback.demo.vae: determinism, checkpoints, decoder uncertainty."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
 import geomstats_pullback as gp
-from geomstats_pullback.models import VAE, RBFStd
+from geomstats_pullback.demo.vae import VAE, RBFStd
 
 SMALL = dict(hidden=(16, 16), n_epochs=8, std_epochs=8, n_centres=12, batch_size=64, progress=False)
 

@@ -1,9 +1,9 @@
 """A self-contained HTML report: sections of text, PNG figures, tables and timings.
 
-Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``,
-Agg canvas), so nothing touches pyplot's global state or needs a display.
-Each figure is written as a PNG under ``figures/`` and embedded in the HTML
-as a data URI, so the HTML file alone is the whole report.
+Each figure (a ``matplotlib.figure.Figure``, see
+:func:`geomstats_pullback.demo.plots.new_figure`) is written as a PNG under
+``figures/`` and embedded in the HTML as a data URI, so the HTML file alone
+is the whole report.
 """
 
 import base64
@@ -11,21 +11,6 @@ import contextlib
 import html
 import time
 from pathlib import Path
-
-from matplotlib.figure import Figure
-
-
-def new_figure(n_cols=1, n_rows=1, *, width=4.2, height=3.6, **subplot_kw):
-    """A figure with a grid of axes, sized per panel.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-    axes : numpy.ndarray of Axes, shape=[n_rows, n_cols]
-    """
-    fig = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, subplot_kw=subplot_kw)
-    return fig, axes
 
 
 def format_number(value, digits=4):

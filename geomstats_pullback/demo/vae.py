@@ -40,86 +40,10 @@ from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 
 from geomstats_pullback.decoders import StochasticDecoder
+from geomstats_pullback.demo.networks import RBFStd, Reshape, mlp, rbf_bandwidths
 from geomstats_pullback.errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
-
-
-class Reshape(torch.nn.Module):
-    """Reshape the last axis ``[..., D]`` to ``[..., *shape]``."""
-
-    def __init__(self, shape):
-        super().__init__()
-        self.shape = tuple(shape)
-
-    def forward(self, x):
-        """Reshaped ``x``."""
-        return x.reshape(*x.shape[:-1], *self.shape)
-
-
-class RBFStd(torch.nn.Module):
-    r"""Standard deviation ``sigma(z) = (1 / beta(z) + sigma_min^2)^{1/2}`` from RBF precisions.
-
-    ``beta(z) = W^T phi(z) + zeta`` with ``phi_k(z) = exp(-lambda_k |z - c_k|^2)`` and
-    ``W = exp(log_weight) > 0``.
-
-    Parameters
-    ----------
-    centres : torch.Tensor, shape=[n_centres, latent_dim]
-    bandwidths : torch.Tensor, shape=[n_centres]
-        ``lambda_k > 0``.
-    data_shape : tuple
-        Shape of one sample.
-    zeta : float
-        Precision far from the centres.
-    min_std : float
-        Floor of the standard deviation (keeps the likelihood bounded on
-        pixels that never vary).
-    """
-
-    def __init__(self, centres, bandwidths, data_shape, *, zeta, min_std):
-        super().__init__()
-        self.register_buffer("centres", centres)
-        self.register_buffer("bandwidths", bandwidths)
-        n_out = math.prod(data_shape)
-        self.log_weight = torch.nn.Parameter(torch.zeros(centres.shape[0], n_out, dtype=centres.dtype))
-        self.zeta = float(zeta)
-        self.min_std = float(min_std)
-        self.reshape = Reshape(data_shape)
-
-    def rbf(self, z):
-        """Features ``phi(z)``: ``[..., latent_dim] -> [..., n_centres]``."""
-        diff = z[..., None, :] - self.centres  # [..., K, d]
-        return torch.exp(-self.bandwidths * (diff * diff).sum(-1))
-
-    def precision(self, z):
-        """``beta(z)``: ``[..., latent_dim] -> [..., D]``."""
-        return self.rbf(z) @ torch.exp(self.log_weight) + self.zeta  # [..., D]
-
-    def forward(self, z):
-        """``sigma(z)``: ``[..., latent_dim] -> [..., *data_shape]``."""
-        # reciprocal/sqrt rather than 1 / x and ** 0.5: their forward-mode derivatives are native,
-        # which matters for the second derivatives that geodesics and curvature take.
-        return self.reshape(torch.sqrt(torch.reciprocal(self.precision(z)) + self.min_std**2))
-
-
-def _mlp(sizes, dtype, final=None):
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(n_in, n_out, dtype=dtype))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.Tanh())
-    if final is not None:
-        layers.append(final)
-    return torch.nn.Sequential(*layers)
-
-
-def _rbf_bandwidths(codes, labels, centres, scale):
-    """``lambda_k = 1 / (2 (scale * mean distance of cluster k to its centre)^2)``."""
-    dists = np.linalg.norm(codes - centres[labels], axis=1)
-    spread = np.array([dists[labels == k].mean() if np.any(labels == k) else 0.0 for k in range(len(centres))])
-    spread = np.maximum(spread, 1e-3 * max(spread.max(), 1e-12))  # singleton clusters
-    return 0.5 / (scale * spread) ** 2
 
 
 class VAE:
@@ -173,7 +97,7 @@ class VAE:
     --------
     >>> from sklearn.datasets import load_digits
     >>> import geomstats_pullback as gp
-    >>> from geomstats_pullback.models import VAE
+    >>> from geomstats_pullback.demo.vae import VAE
     >>> images = load_digits().images / 16.0
     >>> vae = VAE(n_epochs=2, std_epochs=1, progress=False).fit(images)
     >>> space = gp.DecoderManifold(vae.decoder_mean, 2)
@@ -273,8 +197,8 @@ class VAE:
         n_features = math.prod(data_shape)
         hidden = [int(h) for h in self.hidden]
         self.data_shape_ = tuple(int(s) for s in data_shape)
-        self.encoder_ = _mlp([n_features, *hidden, 2 * self.latent_dim], dtype)
-        self._mean = _mlp(
+        self.encoder_ = mlp([n_features, *hidden, 2 * self.latent_dim], dtype)
+        self._mean = mlp(
             [self.latent_dim, *hidden[::-1], n_features],
             dtype,
             final=torch.nn.Sequential(torch.nn.Sigmoid(), Reshape(self.data_shape_)),
@@ -374,7 +298,7 @@ class VAE:
         n_centres = min(self.n_centres, flat.shape[0])
         kmeans = KMeans(n_clusters=n_centres, n_init=4, random_state=self.seed).fit(codes.cpu().numpy())
         centres = kmeans.cluster_centers_
-        bandwidths = _rbf_bandwidths(codes.cpu().numpy(), kmeans.labels_, centres, self.rbf_scale)
+        bandwidths = rbf_bandwidths(codes.cpu().numpy(), kmeans.labels_, centres, self.rbf_scale)
         dtype = self._torch_dtype()
         self._std = RBFStd(
             torch.as_tensor(centres, dtype=dtype),
