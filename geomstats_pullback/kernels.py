@@ -177,20 +177,14 @@ def second_derivatives(decoder, base_point, vecs_a, vecs_b):
     return gs.reshape(second, (n_batch, n_pairs, -1))
 
 
-def gauss_split(jac, second, *, eps=0.0, rank_rtol=None):
-    """Split second derivatives into tangential and normal parts.
-
-    ``f''[a, b] = J Gamma(a, b) + II(a, b)``: the tangential part in latent
-    coordinates is the Christoffel contraction ``Gamma(a, b) = G^{-1} J^T
-    f''[a, b]``, the normal part the second fundamental form. The Tikhonov
-    term ``eps I`` is the pullback through the augmented immersion
-    ``z -> (f(z), sqrt(eps) z)``; with ``eps > 0`` the normal part lives in
-    that augmented space.
+def christoffel_contraction(jac, second, *, eps=0.0, rank_rtol=None):
+    """Tangential part of second derivatives, ``Gamma(a, b) = G^{-1} J^T f''[a, b]``.
 
     Parameters
     ----------
     jac : array-like, shape=[B, D, d]
     second : array-like, shape=[B, K, D]
+        ``f''[a_k, b_k]``.
     eps : float
     rank_rtol : float, optional
         Raise :class:`RankDeficientJacobianError` where ``G`` is singular;
@@ -199,9 +193,6 @@ def gauss_split(jac, second, *, eps=0.0, rank_rtol=None):
     Returns
     -------
     tangential : array-like, shape=[B, K, d]
-        ``Gamma(a_k, b_k)``.
-    normal : array-like, shape=[B, K, D] or [B, K, D + d]
-        ``II(a_k, b_k)`` in the (augmented, if ``eps > 0``) data space.
     """
     rhs = gs.einsum("bai,bka->bik", jac, second)  # [B, d, K]
     metric_matrix = gram(jac, eps=eps)
@@ -209,7 +200,32 @@ def gauss_split(jac, second, *, eps=0.0, rank_rtol=None):
         solution = solve_gram(metric_matrix, rhs).solution
     else:
         solution = solve_gram_checked(metric_matrix, rhs, rank_rtol=rank_rtol)
-    tangential = gs.einsum("bik->bki", solution)  # [B, K, d]
+    return gs.einsum("bik->bki", solution)
+
+
+def gauss_split(jac, second, *, eps=0.0, rank_rtol=None):
+    """Split second derivatives into tangential and normal parts.
+
+    ``f''[a, b] = J Gamma(a, b) + II(a, b)``: the tangential part in latent
+    coordinates is the Christoffel contraction (:func:`christoffel_contraction`),
+    the normal part the second fundamental form. The Tikhonov term ``eps I``
+    is the pullback through the augmented immersion ``z -> (f(z), sqrt(eps) z)``;
+    with ``eps > 0`` the normal part lives in that augmented space.
+
+    Parameters
+    ----------
+    jac : array-like, shape=[B, D, d]
+    second : array-like, shape=[B, K, D]
+    eps, rank_rtol : see :func:`christoffel_contraction`
+
+    Returns
+    -------
+    tangential : array-like, shape=[B, K, d]
+        ``Gamma(a_k, b_k)``.
+    normal : array-like, shape=[B, K, D] or [B, K, D + d]
+        ``II(a_k, b_k)`` in the (augmented, if ``eps > 0``) data space.
+    """
+    tangential = christoffel_contraction(jac, second, eps=eps, rank_rtol=rank_rtol)
     normal = second - gs.einsum("bai,bki->bka", jac, tangential)  # [B, K, D]
     if eps:
         normal = gs.concatenate([normal, -(eps**0.5) * tangential], axis=-1)
@@ -235,7 +251,7 @@ def geodesic_acceleration(decoder, position, velocity, *, eps=0.0, rank_rtol=Non
     acceleration : array-like, shape=[B, d]
     """
     jac, second = decoder.jacobian_and_second(position, velocity, velocity[None])  # [B, D, d], [1, B, D]
-    tangential, _ = gauss_split(jac, gs.moveaxis(second, 0, 1), eps=eps, rank_rtol=rank_rtol)
+    tangential = christoffel_contraction(jac, gs.moveaxis(second, 0, 1), eps=eps, rank_rtol=rank_rtol)
     return -tangential[:, 0]
 
 
@@ -278,7 +294,7 @@ def transport_rhs(decoder, state, *, eps=0.0, rank_rtol=None):
     position, velocity, vecs = state[:, 0], state[:, 1], state[:, 2:]  # [B, d], [B, d], [B, k, d]
     directions = gs.moveaxis(gs.concatenate([velocity[:, None], vecs], axis=1), 1, 0)  # [1 + k, B, d]
     jac, second = decoder.jacobian_and_second(position, velocity, directions)
-    gamma, _ = gauss_split(jac, gs.moveaxis(second, 0, 1), eps=eps, rank_rtol=rank_rtol)  # Gamma(v, v), Gamma(v, w_i)
+    gamma = christoffel_contraction(jac, gs.moveaxis(second, 0, 1), eps=eps, rank_rtol=rank_rtol)  # Gamma(v, v), (v, w_i)
     return gs.concatenate([velocity[:, None], -gamma], axis=1)
 
 

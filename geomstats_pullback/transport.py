@@ -20,7 +20,7 @@ import geomstats.backend as gs
 
 from geomstats_pullback.kernels import (
     DEFAULT_RANK_RTOL,
-    gauss_split,
+    christoffel_contraction,
     gram,
     require_full_rank_at,
     second_derivatives,
@@ -93,7 +93,7 @@ def segment_propagators(decoder, path, method, *, eps=0.0, rank_rtol=DEFAULT_RAN
     basis = gs.broadcast_to(eye, (nodes.shape[0], dim, dim))
     jac = decoder.jacobian(nodes)
     second = second_derivatives(decoder, nodes, gs.broadcast_to(steps[:, None], basis.shape), basis)
-    gamma, _ = gauss_split(jac, second, eps=eps, rank_rtol=rank_rtol)  # [M, d (column m), d]: Gamma(step, e_m)
+    gamma = christoffel_contraction(jac, second, eps=eps, rank_rtol=rank_rtol)  # [M, d (column m), d]: Gamma(step, e_m)
     gen = gs.reshape(-gs.einsum("bmi->bim", gamma), (n_batch, n_nodes - 1, 3, dim, dim))
     a_start, a_mid, a_end = gen[:, :, 0], gen[:, :, 1], gen[:, :, 2]  # w' = a w
     k1 = a_start
