@@ -16,8 +16,8 @@ from geomstats_pullback.distances.neighbors import (
 from geomstats_pullback.distances.runner import DEFAULT_BLOCK_SIZE, BlockRunStats
 
 __all__ = [
-    "BlockRunStats",
     "DEFAULT_BLOCK_SIZE",
+    "BlockRunStats",
     "GeodesicNeighbors",
     "PairwiseDistances",
     "geodesic_kneighbors",

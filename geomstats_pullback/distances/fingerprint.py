@@ -122,8 +122,9 @@ def job_fingerprint(metric, X, Y):
     adapter = metric.decoder
     exp_solver = metric.exp_solver
     solvers = [metric, metric.log_solver, exp_solver, getattr(exp_solver, "integrator", None)]
+    dtype = str(getattr(adapter, "dtype", ""))
     return {
-        "decoder": digest(type(adapter).__qualname__, str(getattr(adapter, "dtype", "")), callable_digest(adapter.decoder)),
+        "decoder": digest(type(adapter).__qualname__, dtype, callable_digest(adapter.decoder)),
         "points": digest(array_digest(X), array_digest(Y)),
         "solver": settings_digest(*(s for s in solvers if s is not None)),
     }

@@ -75,9 +75,10 @@ def chord_candidates(data_x, data_y, n_candidates, exclude_self):
     Points are ranked by chord, equal chords by index: the candidates are the
     first ``n_candidates`` of each row of a stable ``argsort`` of the chord
     matrix, which is never formed. A ball tree (``NearestNeighbors(algorithm="ball_tree")``)
-    finds them in about ``O(m log m)`` per query in low data dimension, and
-    ``O(m D)`` at worst; chords are ``sqrt(sum((x - y) ** 2))``, as
-    :func:`scipy.spatial.distance.cdist` computes them.
+    is built in ``O(m log m)``; a query costs about ``O(log m)`` chords in a low
+    data dimension and up to ``m`` in a high one (``O(m D)``). Chords are
+    ``sqrt(sum((x - y) ** 2))``, as :func:`scipy.spatial.distance.cdist` computes
+    them (not through ``|x|^2 - 2 x.y + |y|^2``, which loses digits for near points).
 
     Parameters
     ----------
