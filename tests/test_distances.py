@@ -28,11 +28,13 @@ from _distance_cases import (
     sphere_x,
 )
 from scipy.sparse.csgraph import shortest_path
+from scipy.spatial.distance import cdist
 from sklearn.manifold import Isomap
 from sklearn.neighbors import KNeighborsClassifier, kneighbors_graph
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic, distances_cli
+from geomstats_pullback.distances.neighbors import chord_candidates
 from geomstats_pullback.errors import ConvergenceWarning
 
 TESTS = Path(__file__).parent
@@ -280,6 +282,43 @@ def test_kneighbors_bad_counts_are_refused():
         gp.geodesic_kneighbors(sphere_metric(), X, n_neighbors=6, progress=False)
     with pytest.raises(ValueError, match="n_candidates"):
         gp.geodesic_kneighbors(sphere_metric(), X, n_neighbors=3, n_candidates=2, progress=False)
+
+
+def argsort_candidates(data_x, data_y, n_candidates, exclude_self):
+    """Reference: the first candidates of a stable argsort of the whole chord matrix, and the next chord."""
+    chord = cdist(data_x, data_y)
+    if exclude_self:
+        np.fill_diagonal(chord, np.inf)
+    order = np.argsort(chord, axis=1, kind="stable")
+    bound = np.full(len(data_x), np.inf)
+    if n_candidates < len(data_y) - exclude_self:
+        bound = np.take_along_axis(chord, order[:, n_candidates, None], axis=1)[:, 0]
+    return order[:, :n_candidates], bound
+
+
+@pytest.mark.parametrize("exclude_self", [True, False], ids=["self", "other"])
+def test_chord_candidates_are_a_stable_argsort_of_the_chords(exclude_self):
+    grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0)), axis=-1).reshape(-1, 2)
+    tied = np.concatenate([grid, grid[:4], grid[0:1], grid[0:1]])  # equal chords, duplicates of one point
+    spread = np.random.default_rng(0).normal(size=(40, 30))
+    for data in (spread, tied):
+        data_y = data if exclude_self else data[::-1].copy()
+        for n_candidates in range(1, len(data_y) - exclude_self + 1):
+            candidates, bound = chord_candidates(data, data_y, n_candidates, exclude_self)
+            expected_candidates, expected_bound = argsort_candidates(data, data_y, n_candidates, exclude_self)
+            np.testing.assert_array_equal(candidates, expected_candidates)
+            np.testing.assert_array_equal(bound, expected_bound)
+
+
+def test_kneighbors_among_all_points_are_certified():
+    X, Q = sphere_points(6), sphere_points(3, seed=7)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        gp.geodesic_kneighbors(sphere_metric(), Q, X, n_neighbors=7, progress=False)
+    with pytest.raises(ValueError, match="n_candidates"):
+        gp.geodesic_kneighbors(sphere_metric(), Q, X, n_neighbors=2, n_candidates=7, progress=False)
+    neighbors = gp.geodesic_kneighbors(sphere_metric(), Q, X, n_neighbors=6, progress=False)
+    np.testing.assert_array_equal(neighbors.indices, np.argsort(great_circle(Q, X), axis=1))
+    assert neighbors.certified.all() and neighbors.stats.n_pairs == 3 * 6
 
 
 def test_kneighbors_graph_works_with_sklearn_precomputed_estimators():

@@ -23,7 +23,7 @@ from _distance_cases import (
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic, distances_cli
-from geomstats_pullback._blockstore import BlockStore
+from geomstats_pullback.distances.store import BlockStore
 
 distributed = pytest.importorskip("distributed")
 

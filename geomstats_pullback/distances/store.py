@@ -1,4 +1,4 @@
-"""A directory of finished blocks of a distance computation, so that runs can resume.
+"""A folder of finished blocks of a distance computation, so that runs can resume.
 
 Layout::
 

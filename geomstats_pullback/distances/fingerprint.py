@@ -1,6 +1,6 @@
 """Fingerprints of what determines a distance computation: decoder, points, solver.
 
-A store of computed blocks (:mod:`geomstats_pullback._blockstore`) records these
+A store of computed blocks (:mod:`geomstats_pullback.distances.store`) records these
 digests, so that a run never mixes blocks computed with another decoder,
 another point set or other solver settings.
 """
@@ -100,3 +100,31 @@ def settings_digest(*objects):
                 attributes.append((name, array_digest(value)))
         settings.append((type(obj).__module__, type(obj).__qualname__, attributes))
     return digest(settings)
+
+
+def job_fingerprint(metric, X, Y):
+    """Digests of what determines a distance computation.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+        Its decoder and the settings of the metric, its log and exp solvers and
+        the exp solver's integrator are digested.
+    X : ndarray, shape=[n, dim]
+    Y : ndarray, shape=[m, dim]
+
+    Returns
+    -------
+    fingerprint : dict
+        ``decoder``, ``points`` and ``solver``: hex digests, as recorded by a
+        :class:`~geomstats_pullback.distances.store.BlockStore`.
+    """
+    adapter = metric.decoder
+    exp_solver = metric.exp_solver
+    solvers = [metric, metric.log_solver, exp_solver, getattr(exp_solver, "integrator", None)]
+    dtype = str(getattr(adapter, "dtype", ""))
+    return {
+        "decoder": digest(type(adapter).__qualname__, dtype, callable_digest(adapter.decoder)),
+        "points": digest(array_digest(X), array_digest(Y)),
+        "solver": settings_digest(*(s for s in solvers if s is not None)),
+    }

@@ -1,0 +1,154 @@
+"""Geodesic distance matrices of latent points, block by block, resumable.
+
+``dist[i, j] = metric.dist(X[i], Y[j])``: the job is cut into square blocks of
+``block_size x block_size`` pairs (:mod:`~geomstats_pullback.distances.runner`);
+with ``Y`` None only the blocks on and above the diagonal are solved, and the
+diagonal blocks only their strict upper triangle. With ``out=`` a folder, the
+finished blocks are kept in a :class:`~geomstats_pullback.distances.store.BlockStore`:
+an interrupted run (worker or process killed, Ctrl-C) resumes from it, computes
+only the missing blocks and returns the same values, bit for bit.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from geomstats_pullback.distances.fingerprint import job_fingerprint
+from geomstats_pullback.distances.runner import (
+    DEFAULT_BLOCK_SIZE,
+    Block,
+    BlockRunStats,
+    check_points,
+    pair_indices,
+    run_blocks,
+    warn_unconverged_pairs,
+)
+from geomstats_pullback.distances.store import BlockStore
+
+
+class PairwiseDistances(NamedTuple):
+    """Distance matrix with convergence flags.
+
+    Attributes
+    ----------
+    dist : ndarray, shape=[n, m]
+        ``dist[i, j]`` is the geodesic distance from ``X[i]`` to ``Y[j]``
+        (a ``numpy.memmap`` on ``<out>/dist.npy`` when a store was given).
+    converged : ndarray of bool, shape=[n, m]
+        Whether the solver converged for the pair (``<out>/converged.npy``).
+    stats : BlockRunStats
+    """
+
+    dist: np.ndarray
+    converged: np.ndarray
+    stats: BlockRunStats
+
+
+def _matrix_blocks(n, m, size, same):
+    """The blocks of an ``[n, m]`` matrix, row-major; on and above the diagonal when ``same``."""
+    n_row_blocks, n_col_blocks = -(-n // size), -(-m // size)
+
+    def block(i, j):
+        rows, cols = slice(i * size, min(n, (i + 1) * size)), slice(j * size, min(m, (j + 1) * size))
+        nb, mb = rows.stop - rows.start, cols.stop - cols.start
+        if same and i == j:
+            return Block((i, j), rows, cols, "upper", nb * (nb - 1) // 2)
+        return Block((i, j), rows, cols, None, nb * mb)
+
+    blocks = (block(i, j) for i in range(n_row_blocks) for j in range(i if same else 0, n_col_blocks))
+    n_blocks = n_row_blocks * (n_row_blocks + 1) // 2 if same else n_row_blocks * n_col_blocks
+    return blocks, n_blocks
+
+
+def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, client=None, out=None, progress=True):
+    """Geodesic distance matrix of latent points, block by block.
+
+    ``dist[i, j] = metric.dist(X[i], Y[j])``, computed by the metric's log
+    solver in batched blocks of ``block_size x block_size`` pairs. With ``Y``
+    None, only the upper triangle is solved and mirrored; the diagonal is 0.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+        Its ``log_solver.solve`` gives the geodesics.
+    X : array-like, shape=[n, dim]
+        Latent points.
+    Y : array-like, shape=[m, dim], optional
+        Second set of latent points. Default: ``X``.
+    block_size : int
+        Points per block side; a block solves up to ``block_size ** 2`` pairs in
+        one batched call (memory grows with it). Keyword-only.
+    client : dask.distributed.Client, optional
+        Run the blocks as tasks on this Dask cluster (a ``LocalCluster`` or the
+        address of a running scheduler); the metric is sent to each worker once.
+        Default: in this process.
+    out : str or os.PathLike, optional
+        Folder of a store of finished blocks: the run resumes from it and only
+        computes missing blocks. The matrices are then ``<out>/dist.npy`` and
+        ``<out>/converged.npy``, returned as memory maps.
+    progress : bool
+        Show a progress bar (tqdm).
+
+    Returns
+    -------
+    result : PairwiseDistances
+        ``dist [n, m]``, ``converged [n, m]`` and run statistics.
+
+    Raises
+    ------
+    ValueError
+        If the points do not have shape ``[n, dim]`` or contain NaN or inf.
+    DistanceStoreError
+        If ``out`` holds a store of another computation (other decoder, points,
+        solver settings, shape or block size).
+    OSError
+        If ``out`` cannot be written.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the solver did not converge for some pairs (also logged).
+
+    Examples
+    --------
+    >>> import geomstats_pullback as gp
+    >>> from geomstats_pullback import analytic
+    >>> space = gp.DecoderManifold(analytic.random_mlp((2, 16, 10)), latent_dim=2)
+    >>> result = gp.pairwise_distances(space.metric, space.random_point(4), progress=False)
+    >>> result.dist.shape, bool(result.converged.all())
+    ((4, 4), True)
+    """
+    X, Y, same = check_points(metric, X, Y, block_size)
+    n, m = len(X), len(Y)
+    blocks, n_blocks = _matrix_blocks(n, m, block_size, same)
+
+    store = None
+    if out is not None:
+        job = {"kind": "pairwise_distances", "shape": [n, m], "symmetric": same, "block_size": block_size}
+        store = BlockStore(out, job=job, fingerprint=job_fingerprint(metric, X, Y))
+        if store.complete:
+            dist = np.load(store.path / "dist.npy", mmap_mode="r")
+            converged = np.load(store.path / "converged.npy", mmap_mode="r")
+            warn_unconverged_pairs(converged, "pairs")
+            return PairwiseDistances(dist, converged, BlockRunStats(n_blocks, 0, 0, 0.0, 0.0))
+        # Rebuilt from the blocks on every unfinished run: the blocks are the record.
+        dist = np.lib.format.open_memmap(store.path / "dist.npy", mode="w+", dtype=np.float64, shape=(n, m))
+        converged = np.lib.format.open_memmap(store.path / "converged.npy", mode="w+", dtype=bool, shape=(n, m))
+        converged[...] = True
+    else:
+        dist, converged = np.zeros((n, m)), np.ones((n, m), dtype=bool)
+
+    def collect(block, block_dist, block_converged):
+        rows, cols = pair_indices(block.pairs, block.rows.stop - block.rows.start, block.cols.stop - block.cols.start)
+        rows, cols = rows + block.rows.start, cols + block.cols.start  # [P] each
+        dist[rows, cols], converged[rows, cols] = block_dist, block_converged
+        if same:
+            dist[cols, rows], converged[cols, rows] = block_dist, block_converged
+
+    stats = run_blocks(metric, X, Y, blocks, n_blocks, collect, store=store, client=client, progress=progress)
+    if store is not None:
+        dist.flush()
+        converged.flush()
+        store.mark_complete()
+    warn_unconverged_pairs(converged, "pairs")
+    return PairwiseDistances(dist, converged, stats)
