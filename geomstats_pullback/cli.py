@@ -2,7 +2,7 @@
 
 One parser holds both commands: the demo's options come from
 :mod:`geomstats_pullback.demo.config`, the distances' from
-:func:`geomstats_pullback.distances_cli.configure_parser`. ``main(argv)``
+:func:`geomstats_pullback.distances.command.configure_parser`. ``main(argv)``
 returns the exit status: 0 on success, 2 for bad options, paths or input
 (with a one-line message on stderr), 130 when interrupted, 1 for any other
 failure while running.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from geomstats_pullback import distances_cli
+from geomstats_pullback.distances import command as distances_command
 from geomstats_pullback.demo import run as run_demo
 from geomstats_pullback.demo.config import add_arguments, config_from_args
 from geomstats_pullback.errors import CheckpointError, UsageError
@@ -96,10 +96,10 @@ def _command_parsers():
     distances = commands.add_parser(
         "distances",
         help="pairwise geodesic distance matrices of latent codes",
-        description=distances_cli.DESCRIPTION,
+        description=distances_command.DESCRIPTION,
     )
-    distances_cli.configure_parser(distances)
-    distances.set_defaults(handler=distances_cli.run)
+    distances_command.configure_parser(distances)
+    distances.set_defaults(handler=distances_command.run)
     return parser, {"demo": demo, "distances": distances}
 
 

@@ -73,3 +73,13 @@ def great_circle(a, b):
 def n_stored(path):
     """Blocks written to a store."""
     return len(list((path / "blocks").rglob("*.npz"))) if (path / "blocks").exists() else 0
+
+
+def run_distances(argv):
+    """``geomstats-pullback distances ARGV`` in process: its exit status (2 for bad input)."""
+    from geomstats_pullback import cli  # not at top: the Dask workers that import this file need no CLI
+
+    try:
+        return cli.main(["distances", *argv])
+    except SystemExit as exit:
+        return exit.code

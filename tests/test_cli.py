@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from geomstats_pullback import cli, distances_cli
+from geomstats_pullback import cli
+from geomstats_pullback.distances import command as distances_command
 from geomstats_pullback.demo.config import DemoConfig, options
 
 
@@ -109,7 +110,7 @@ def test_distances_is_a_real_subcommand(monkeypatch, capsys):
         seen["args"] = args
         return 7
 
-    monkeypatch.setattr(distances_cli, "run", fake_run)
+    monkeypatch.setattr(distances_command, "run", fake_run)
     assert cli.main(["distances", "codes.npy", "--analytic", "cylinder", "--out", "s", "--block-size", "3"]) == 7
     assert seen["args"].block_size == 3 and seen["args"].analytic == "cylinder"
 
@@ -132,7 +133,7 @@ def test_keyboard_interrupt_exits_130(command, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "run_demo", interrupted)
     monkeypatch.setattr(cli.torch, "set_num_threads", lambda n: None)
-    monkeypatch.setattr(distances_cli, "run", interrupted)
+    monkeypatch.setattr(distances_command, "run", interrupted)
     argv = {
         "demo": ["demo", "--out", str(tmp_path / "o"), "--no-progress"],
         "distances": ["distances", "c.npy", "--analytic", "cylinder", "--out", str(tmp_path / "s")],

@@ -22,6 +22,7 @@ from _distance_cases import (
     mlp_reference,
     mlp_x,
     n_stored,
+    run_distances,
     sphere_metric,
     sphere_points,
     sphere_reference,
@@ -33,7 +34,8 @@ from sklearn.manifold import Isomap
 from sklearn.neighbors import KNeighborsClassifier, kneighbors_graph
 
 import geomstats_pullback as gp
-from geomstats_pullback import analytic, distances_cli
+from geomstats_pullback import analytic
+from geomstats_pullback.distances import command as distances_command
 from geomstats_pullback.distances.neighbors import chord_candidates
 from geomstats_pullback.errors import ConvergenceWarning
 
@@ -350,19 +352,19 @@ def coarse_cli(monkeypatch):
         coarse(space)
         return space
 
-    monkeypatch.setattr(distances_cli, "DecoderManifold", manifold)
+    monkeypatch.setattr(distances_command, "DecoderManifold", manifold)
 
 
 def test_cli_writes_store_and_summary_and_resumes(tmp_path, coarse_cli):
     np.save(tmp_path / "codes.npy", sphere_x().numpy())
     argv = [str(tmp_path / "codes.npy"), "--analytic", "sphere_chart", "--out", str(tmp_path / "store"),
             "--block-size", "9", "--no-progress"]
-    assert distances_cli.distance_matrix_main(argv) == 0
+    assert run_distances(argv) == 0
     summary = json.loads((tmp_path / "store" / "summary.json").read_text())
     assert (summary["n_points"], summary["n_blocks"], summary["n_computed_blocks"]) == (9, 1, 1)
     assert summary["n_pairs_solved"] == 36 and summary["n_unconverged_pairs"] == 0
     np.testing.assert_allclose(np.load(tmp_path / "store" / "dist.npy"), sphere_reference().dist, rtol=1e-5)
-    assert distances_cli.distance_matrix_main(argv) == 0
+    assert run_distances(argv) == 0
     assert json.loads((tmp_path / "store" / "summary.json").read_text())["n_computed_blocks"] == 0
 
 
@@ -371,7 +373,7 @@ def test_cli_loads_a_saved_torch_decoder(tmp_path, coarse_cli):
     np.save(tmp_path / "codes.npy", mlp_x().numpy())
     argv = [str(tmp_path / "codes.npy"), "--decoder", str(tmp_path / "decoder.pt"), "--out", str(tmp_path / "s"),
             "--block-size", "8", "--no-progress"]
-    assert distances_cli.distance_matrix_main(argv) == 0
+    assert run_distances(argv) == 0
     np.testing.assert_allclose(np.load(tmp_path / "s" / "dist.npy"), mlp_reference().dist, rtol=1e-5)
 
 
@@ -381,11 +383,11 @@ def test_cli_reports_bad_input(sphere_store, tmp_path, coarse_cli, capsys):
     torch.save({"not": "a module"}, tmp_path / "state.pt")
     store = copy_store(sphere_store, tmp_path)
     out = ["--out", str(store), "--block-size", str(SPHERE_BLOCK), "--no-progress"]
-    assert distances_cli.distance_matrix_main([str(tmp_path / "flat.npy"), "--analytic", "sphere_chart", *out]) == 1
+    assert run_distances([str(tmp_path / "flat.npy"), "--analytic", "sphere_chart", *out]) == 2
     assert "shape [n, d]" in capsys.readouterr().err
     codes = str(tmp_path / "codes.npy")
-    assert distances_cli.distance_matrix_main([codes, "--decoder", str(tmp_path / "state.pt"), *out]) == 1
+    assert run_distances([codes, "--decoder", str(tmp_path / "state.pt"), *out]) == 2
     assert "not a torch.nn.Module" in capsys.readouterr().err
-    assert distances_cli.distance_matrix_main([codes, "--analytic", "cylinder", *out]) == 1
+    assert run_distances([codes, "--analytic", "cylinder", *out]) == 2
     assert "different decoder" in capsys.readouterr().err
-    assert distances_cli.distance_matrix_main([codes, "--analytic", "sphere_chart", *out]) == 0
+    assert run_distances([codes, "--analytic", "sphere_chart", *out]) == 0

@@ -15,6 +15,7 @@ from _distance_cases import (
     mlp_reference,
     mlp_x,
     n_stored,
+    run_distances,
     sphere_metric,
     sphere_points,
     sphere_reference,
@@ -22,7 +23,8 @@ from _distance_cases import (
 )
 
 import geomstats_pullback as gp
-from geomstats_pullback import analytic, distances_cli
+from geomstats_pullback import analytic
+from geomstats_pullback.distances import command as distances_command
 from geomstats_pullback.distances.store import BlockStore
 
 distributed = pytest.importorskip("distributed")
@@ -161,9 +163,9 @@ def test_cli_on_a_scheduler_address(client, tmp_path, monkeypatch):
     def manifold(decoder, latent_dim, **kwargs):  # the tests' coarse solver settings (speed only)
         return sphere_metric(decoder)._space
 
-    monkeypatch.setattr(distances_cli, "DecoderManifold", manifold)
+    monkeypatch.setattr(distances_command, "DecoderManifold", manifold)
     np.save(tmp_path / "codes.npy", sphere_x().numpy())
     argv = [str(tmp_path / "codes.npy"), "--analytic", "sphere_chart", "--out", str(tmp_path / "store"),
             "--block-size", str(SPHERE_BLOCK), "--scheduler", client.scheduler.address, "--no-progress"]
-    assert distances_cli.distance_matrix_main(argv) == 0
+    assert run_distances(argv) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "store" / "dist.npy"), sphere_reference().dist)

@@ -11,10 +11,8 @@ Writes the resumable block store ``STORE`` (``STORE/dist.npy``,
 command again after an interruption computes only the missing blocks.
 """
 
-import argparse
 import json
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,29 +133,3 @@ def run(args):
         f"{summary['n_unconverged_pairs']} unconverged pairs; matrix in {args.out / 'dist.npy'}"
     )
     return 0
-
-
-def distance_matrix_main(argv=None):
-    """Parse ``argv`` and :func:`run`, reporting bad input with status 1 (kept for direct callers).
-
-    The console script goes through :func:`geomstats_pullback.cli.main`
-    instead, where bad input exits with status 2.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Arguments without the program name. Default: ``sys.argv[1:]``.
-
-    Returns
-    -------
-    status : int
-        0 on success, 1 on bad input or an unusable store (the message goes to stderr).
-    """
-    parser = argparse.ArgumentParser(prog="geomstats-pullback distances", description=DESCRIPTION)
-    configure_parser(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
