@@ -17,11 +17,6 @@ import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
 
 
-def pytest_configure(config):
-    for marker in ("vec", "random", "smoke", "slow", "ignore"):
-        config.addinivalue_line("markers", f"{marker}: geomstats' test-case marker")
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     gs.random.seed(0)

@@ -128,6 +128,8 @@ def test_mlp_riemann_tensor_matches_finite_differences_of_christoffels(mlp3_spac
     assert torch.allclose(result, expected, atol=ATOL)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_mlp_curvature_matches_geomstats_generic_on_autograd(mlp3_net, mlp3_space, tmp_path):
     """geomstats' own Christoffel-autodiff curvature, computed in a process on the autograd backend."""
     layers = [layer for layer in mlp3_net if isinstance(layer, torch.nn.Linear)]

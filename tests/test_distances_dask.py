@@ -27,6 +27,8 @@ from geomstats_pullback._blockstore import BlockStore
 
 distributed = pytest.importorskip("distributed")
 
+pytestmark = [pytest.mark.slow, pytest.mark.dask]
+
 
 @pytest.fixture(scope="module")
 def client():

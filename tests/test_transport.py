@@ -154,6 +154,7 @@ def test_path_transport_broadcasting_and_errors(mlp_space):
 # ------------------------------------------------------------------ with the log solver
 
 
+@pytest.mark.slow
 def test_end_point_and_geomstats_ladder(sphere_space, hypersphere):
     """end_point= goes through metric.log; geomstats' own pole ladder runs unchanged and agrees."""
     metric = sphere_space.metric
@@ -178,6 +179,7 @@ def test_analogy_on_a_flat_decoder_is_vector_arithmetic():
     assert torch.allclose(gp.analogy(metric, a[0], a_prime[0], b), b + (a_prime[0] - a[0]), atol=ATOL)
 
 
+@pytest.mark.slow
 def test_analogy_on_the_sphere_matches_hypersphere(sphere_space, hypersphere):
     metric = sphere_space.metric
     a, b = sphere_points(2, seed=23), sphere_points(2, seed=24)
