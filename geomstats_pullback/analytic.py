@@ -15,6 +15,9 @@ and on ``autograd.numpy`` arrays alike (so under both geomstats backends).
   geomstats' ``Euclidean(d)``.
 - :func:`random_mlp`: a tanh MLP with fixed random weights, the
   benchmarks' standard learned-like decoder (2 -> 64 -> 64 -> 784 by default).
+- :func:`conv_decoder`: a random convolutional image decoder (a linear layer,
+  then transposed convolutions), the shape of a DCGAN/VAE generator; no closed
+  form, for laws that every pullback metric obeys.
 """
 
 import autograd.numpy as anp
@@ -107,6 +110,48 @@ def random_mlp(dims=(2, 64, 64, 784), *, seed=0, dtype=torch.float64, activation
     for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(torch.nn.Linear(n_in, n_out))
         if i < len(dims) - 2:
+            layers.append(activation())
+    torch.random.set_rng_state(generator_state)
+    return torch.nn.Sequential(*layers).to(dtype).eval().requires_grad_(False)
+
+
+def conv_decoder(latent_dim=8, *, channels=(8, 4), image_size=16, seed=0, dtype=torch.float64, activation=torch.nn.Tanh):
+    """A random convolutional decoder ``[B, d] -> [B, 1, S, S]`` with fixed weights.
+
+    A linear layer to ``channels[0]`` maps of side ``S / 2^k``, then ``k =
+    len(channels)`` transposed convolutions (kernel 4, stride 2), each doubling
+    the side, the last one to a single channel. A smooth ``activation`` after
+    every layer but the last keeps the metric and its derivatives smooth.
+
+    Parameters
+    ----------
+    latent_dim : int
+    channels : sequence of int
+        Feature maps after the linear layer and after each hidden transposed
+        convolution.
+    image_size : int
+        Side ``S`` of the output image, divisible by ``2^len(channels)``.
+    seed : int
+        Seed of the weights.
+    dtype : torch.dtype
+    activation : type
+        Activation module between layers.
+
+    Returns
+    -------
+    decoder : torch.nn.Sequential
+        In eval mode, gradients off.
+    """
+    side = image_size // 2 ** len(channels)
+    if side * 2 ** len(channels) != image_size or side < 1:
+        raise ValueError(f"image_size must be divisible by 2^len(channels) = {2 ** len(channels)}, got {image_size}.")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    layers = [torch.nn.Linear(latent_dim, channels[0] * side * side), activation(), torch.nn.Unflatten(-1, (channels[0], side, side))]
+    widths = list(channels) + [1]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(torch.nn.ConvTranspose2d(n_in, n_out, kernel_size=4, stride=2, padding=1))
+        if i < len(widths) - 2:
             layers.append(activation())
     torch.random.set_rng_state(generator_state)
     return torch.nn.Sequential(*layers).to(dtype).eval().requires_grad_(False)

@@ -16,10 +16,10 @@ from geomstats.test.conf import pytest_collection_modifyitems, pytest_make_param
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
 
+from cases import CASES  # noqa: E402
 
-def pytest_configure(config):
-    for marker in ("vec", "random", "smoke", "slow", "ignore"):
-        config.addinivalue_line("markers", f"{marker}: geomstats' test-case marker")
+# Test tensors are tiny: one thread is as fast and is not slowed tenfold by other processes on a busy machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +30,8 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def sphere_space():
-    """Latent chart of the unit sphere (spherical angles)."""
-    return gp.DecoderManifold(analytic.sphere_chart, latent_dim=2, region=(gs.array([0.6, -2.5]), gs.array([2.5, 2.5])))
+    """Latent chart of the unit sphere (spherical angles), float64."""
+    return CASES["sphere-float64"].space()
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +42,31 @@ def hypersphere():
 
 @pytest.fixture(scope="session")
 def mlp_space():
-    """A small random tanh MLP decoder R^2 -> R^10."""
-    return gp.DecoderManifold(analytic.random_mlp((2, 16, 16, 10), seed=1), latent_dim=2)
+    """A small random tanh MLP decoder R^2 -> R^10, float64."""
+    return CASES["mlp-float64"].space()
 
 
 @pytest.fixture(scope="session")
 def flat_space():
-    """An isometric linear immersion R^2 -> R^5: the Euclidean plane."""
-    return gp.DecoderManifold(analytic.linear_isometry(2, 5, seed=2), latent_dim=2)
+    """An isometric linear immersion R^2 -> R^5: the Euclidean plane, float64."""
+    return CASES["linear-float64"].space()
+
+
+@pytest.fixture(scope="session")
+def mlp3_net():
+    """A random tanh MLP R^3 -> R^10 (its Riemann tensor has 6 independent components)."""
+    return analytic.random_mlp((3, 16, 16, 10), seed=1)
+
+
+@pytest.fixture(scope="session")
+def mlp3_space(mlp3_net):
+    return gp.DecoderManifold(mlp3_net, latent_dim=3)
+
+
+def random_vecs(n, dim, seed, scale=1.0):
+    """Seeded standard Gaussian vectors ``[n, dim]`` in float64, times ``scale``."""
+    gen = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(n, dim, generator=gen, dtype=torch.float64)
 
 
 def sphere_points(n, seed=0):

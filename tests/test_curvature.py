@@ -11,29 +11,13 @@ import geomstats.backend as gs
 import numpy as np
 import pytest
 import torch
-from conftest import sphere_points
+from cases import case_params, with_reference
+from conftest import random_vecs, sphere_points
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 import geomstats_pullback as gp
-from geomstats_pullback import analytic
 
 ATOL = 1e-6
-
-
-def _random_vecs(n, dim, seed):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, dim, generator=gen, dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def mlp3_net():
-    return analytic.random_mlp((3, 16, 16, 10), seed=1)
-
-
-@pytest.fixture(scope="module")
-def mlp3_space(mlp3_net):
-    """A random tanh MLP with a 3-dimensional latent space (R has 6 independent components)."""
-    return gp.DecoderManifold(mlp3_net, latent_dim=3)
 
 
 # ------------------------------------------------------------------ sphere
@@ -41,7 +25,7 @@ def mlp3_space(mlp3_net):
 
 def test_sphere_sectional_curvature_is_one(sphere_space, hypersphere):
     z = sphere_points(16, seed=1)
-    u, v = _random_vecs(16, 2, 2), _random_vecs(16, 2, 3)
+    u, v = random_vecs(16, 2, 2), random_vecs(16, 2, 3)
     result = sphere_space.metric.sectional_curvature(u, v, z)
     x = hypersphere.spherical_to_extrinsic(z)
     expected = hypersphere.metric.sectional_curvature(
@@ -55,7 +39,7 @@ def test_sphere_sectional_curvature_is_one(sphere_space, hypersphere):
 def test_sphere_curvature_operator_matches_hypersphere(sphere_space, hypersphere):
     """R(u, v) w pushed through the chart equals geomstats' Hypersphere's: same sign convention."""
     z = sphere_points(8, seed=4)
-    u, v, w = (_random_vecs(8, 2, seed) for seed in (5, 6, 7))
+    u, v, w = (random_vecs(8, 2, seed) for seed in (5, 6, 7))
     result = sphere_space.metric.curvature(u, v, w, z)
     push = hypersphere.tangent_spherical_to_extrinsic
     expected = hypersphere.metric.curvature(push(u, z), push(v, z), push(w, z), hypersphere.spherical_to_extrinsic(z))
@@ -67,7 +51,7 @@ def test_sphere_curvature_operator_matches_hypersphere(sphere_space, hypersphere
 def test_sphere_riemann_tensor_scalar_and_second_fundamental_form(sphere_space, hypersphere):
     metric = sphere_space.metric
     z = sphere_points(5, seed=8)
-    u, v, w = (_random_vecs(5, 2, seed) for seed in (9, 10, 11))
+    u, v, w = (random_vecs(5, 2, seed) for seed in (9, 10, 11))
     riemann = metric.riemann_tensor(z)
     assert riemann.shape == (5, 2, 2, 2, 2)
     # geomstats' layout: curvature(X, Y, Z)^l = R_{ijk}^l X^j Y^k Z^i.
@@ -86,11 +70,12 @@ def test_sphere_riemann_tensor_scalar_and_second_fundamental_form(sphere_space, 
 # ------------------------------------------------------------------ flat decoders
 
 
-@pytest.mark.parametrize("decoder", [analytic.flat_torus, analytic.cylinder], ids=["torus", "cylinder"])
-def test_flat_decoders_have_zero_curvature(decoder):
-    metric = gp.DecoderManifold(decoder, latent_dim=2).metric
-    z = _random_vecs(6, 2, 12)
-    u, v = _random_vecs(6, 2, 13), _random_vecs(6, 2, 14)
+@pytest.mark.parametrize("case", case_params("torus", "cylinder"))
+def test_flat_decoders_have_zero_curvature(case):
+    metric = case.space().metric
+    ATOL = case.tol(1e-6)  # noqa: N806
+    z = random_vecs(6, 2, 12)
+    u, v = random_vecs(6, 2, 13), random_vecs(6, 2, 14)
     assert torch.allclose(metric.sectional_curvature(u, v, z), torch.zeros(6, dtype=torch.float64), atol=ATOL)
     assert torch.allclose(metric.riemann_tensor(z), torch.zeros(6, 2, 2, 2, 2, dtype=torch.float64), atol=ATOL)
     assert torch.allclose(metric.scalar_curvature(z), torch.zeros(6, dtype=torch.float64), atol=ATOL)
@@ -101,16 +86,25 @@ def test_flat_decoders_have_zero_curvature(decoder):
 # ------------------------------------------------------------------ random MLP
 
 
-def _riemann_from_christoffels(metric, z, step=1e-4):
-    """Textbook R_{ijk}^l from central finite differences of the Christoffels (geomstats' layout)."""
+def _christoffels_from_metric(metric, z, step=1e-4):
+    """Gamma^l_{ij} [B, l, i, j] from central finite differences of the metric matrix (Levi-Civita formula)."""
+    batch, dim = z.shape
+    eye = torch.eye(dim, dtype=z.dtype)
+    shifted = torch.stack([z[:, None] + step * eye, z[:, None] - step * eye], 1)  # [B, 2, k, d]
+    gram = metric.metric_matrix(shifted.reshape(-1, dim)).reshape(batch, 2, dim, dim, dim)  # [B, 2, k, i, j]
+    dg = ((gram[:, 0] - gram[:, 1]) / (2 * step)).permute(0, 2, 3, 1)  # [B, i, j, k] = d_k g_ij
+    first_kind = 0.5 * (dg.permute(0, 1, 3, 2) + dg - dg.permute(0, 3, 1, 2))  # [B, l, i, j] = Gamma_{l,ij}
+    return torch.einsum("blk,bkij->blij", torch.linalg.inv(metric.metric_matrix(z)), first_kind)
+
+
+def _riemann_from_christoffels(christoffels, z, step=1e-4):
+    """Textbook R_{ijk}^l from central finite differences of ``christoffels(z)`` (geomstats' layout)."""
     dim = z.shape[-1]
-    gamma = metric.christoffels(z)  # [B, l, k, i] = Gamma^l_{ki}
+    gamma = christoffels(z)  # [B, l, k, i] = Gamma^l_{ki}
     eye = torch.eye(dim, dtype=z.dtype)
     # d_gamma[b, j, l, k, i] = d_j Gamma^l_{ki}
     shifts = [step * eye[j] for j in range(dim)]
-    d_gamma = torch.stack(
-        [(metric.christoffels(z + shift) - metric.christoffels(z - shift)) / (2 * step) for shift in shifts], dim=1
-    )
+    d_gamma = torch.stack([(christoffels(z + shift) - christoffels(z - shift)) / (2 * step) for shift in shifts], dim=1)
     return (
         gs.einsum("bjlki->bijkl", d_gamma)
         - gs.einsum("bklji->bijkl", d_gamma)
@@ -121,13 +115,49 @@ def _riemann_from_christoffels(metric, z, step=1e-4):
 
 def test_mlp_riemann_tensor_matches_finite_differences_of_christoffels(mlp3_space):
     metric = mlp3_space.metric
-    z = _random_vecs(4, 3, 15) * 0.5
-    expected = _riemann_from_christoffels(metric, z)
+    z = random_vecs(4, 3, 15) * 0.5
+    expected = _riemann_from_christoffels(metric.christoffels, z)
     result = metric.riemann_tensor(z)
     assert float(expected.abs().max()) > 1e-2  # a curved example
     assert torch.allclose(result, expected, atol=ATOL)
 
 
+@pytest.mark.parametrize("case", case_params("conv8", slow_float32=True))
+def test_conv8_riemann_tensor_matches_finite_differences_of_the_metric(case):
+    """Gauss equation in the decoder's dtype against second differences of the float64 metric matrix."""
+    z = case.points(2, seed=30)
+    truth = case.space(dtype=torch.float64).metric
+    expected = _riemann_from_christoffels(lambda x: _christoffels_from_metric(truth, x, step=1e-4), z, step=1e-3)
+    metric = case.space().metric
+    riemann = metric.riemann_tensor(z)
+    scale = float(expected.abs().max())
+    assert scale > 1e-3  # a curved example
+    torch.testing.assert_close(riemann, expected, atol=case.tol(1e-6) * 10 * scale, rtol=0)
+    u, v = case.vectors(2, seed=31), case.vectors(2, seed=32)
+    sectional = metric.sectional_curvature(u, v, z)
+    gram = truth.metric_matrix(z)
+    r_uvv = gs.einsum("bijkl,bj,bk,bi->bl", expected, u, v, v)
+    area = (
+        gs.einsum("bi,bij,bj->b", u, gram, u) * gs.einsum("bi,bij,bj->b", v, gram, v)
+        - gs.einsum("bi,bij,bj->b", u, gram, v) ** 2
+    )
+    expected_sectional = gs.einsum("bl,blm,bm->b", r_uvv, gram, u) / area
+    scale = float(expected_sectional.abs().max())
+    torch.testing.assert_close(sectional, expected_sectional, atol=case.tol(1e-6) * 10 * scale, rtol=0)
+    torch.testing.assert_close(metric.sectional_curvature(v, u, z), sectional, atol=case.tol(1e-9) * scale, rtol=0)
+
+
+@pytest.mark.parametrize("case", case_params(*with_reference(curvature=True)))
+def test_constant_curvature_cases(case):
+    metric = case.space().metric
+    z = case.points(6, seed=33)
+    u, v = case.vectors(6, seed=34), case.vectors(6, seed=35)
+    expected = torch.full((6,), case.sectional_curvature, dtype=torch.float64)
+    torch.testing.assert_close(metric.sectional_curvature(u, v, z), expected, atol=case.tol(1e-6), rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_mlp_curvature_matches_geomstats_generic_on_autograd(mlp3_net, mlp3_space, tmp_path):
     """geomstats' own Christoffel-autodiff curvature, computed in a process on the autograd backend."""
     layers = [layer for layer in mlp3_net if isinstance(layer, torch.nn.Linear)]
@@ -135,7 +165,7 @@ def test_mlp_curvature_matches_geomstats_generic_on_autograd(mlp3_net, mlp3_spac
     for i, layer in enumerate(layers):
         arrays[f"weight_{i}"] = layer.weight.detach().numpy()
         arrays[f"bias_{i}"] = layer.bias.detach().numpy()
-    points = _random_vecs(2, 3, 16) * 0.5
+    points = random_vecs(2, 3, 16) * 0.5
     np.savez(tmp_path / "in.npz", points=points.numpy(), **arrays)
     script = Path(__file__).with_name("_geomstats_autograd_curvature.py")
     env = dict(os.environ, GEOMSTATS_BACKEND="autograd")
@@ -154,7 +184,7 @@ def test_mlp_curvature_matches_geomstats_generic_on_autograd(mlp3_net, mlp3_spac
     assert torch.allclose(metric.mean_curvature_vector(points), reference["mean_curvature"], atol=ATOL)
 
     # Sectional and scalar curvature: geomstats' formulas applied to the reference tensor.
-    u, v = _random_vecs(2, 3, 17), _random_vecs(2, 3, 18)
+    u, v = random_vecs(2, 3, 17), random_vecs(2, 3, 18)
     gram = metric.metric_matrix(points)
     r_uvv = gs.einsum("bijkl,bj,bk,bi->bl", reference["riemann"], u, v, v)
     area = (
@@ -177,8 +207,8 @@ def test_tikhonov_term_is_the_augmented_immersion(mlp3_net):
 
     with_eps = gp.DecoderManifold(mlp3_net, latent_dim=3, metric_kwargs={"eps": eps}).metric
     stacked = gp.DecoderManifold(augmented, latent_dim=3).metric
-    z = _random_vecs(3, 3, 19) * 0.5
-    u, v, w = (_random_vecs(3, 3, seed) for seed in (20, 21, 22))
+    z = random_vecs(3, 3, 19) * 0.5
+    u, v, w = (random_vecs(3, 3, seed) for seed in (20, 21, 22))
     assert torch.allclose(with_eps.riemann_tensor(z), stacked.riemann_tensor(z), atol=ATOL)
     assert torch.allclose(with_eps.curvature(u, v, w, z), stacked.curvature(u, v, w, z), atol=ATOL)
     assert torch.allclose(with_eps.sectional_curvature(u, v, z), stacked.sectional_curvature(u, v, z), atol=ATOL)
@@ -192,8 +222,8 @@ def test_tikhonov_term_is_the_augmented_immersion(mlp3_net):
 
 def test_broadcasting(mlp3_space):
     metric = mlp3_space.metric
-    z = _random_vecs(1, 3, 23)[0]
-    u, v = _random_vecs(5, 3, 24), _random_vecs(5, 3, 25)
+    z = random_vecs(1, 3, 23)[0]
+    u, v = random_vecs(5, 3, 24), random_vecs(5, 3, 25)
     one_point = metric.sectional_curvature(u, v, z)
     assert one_point.shape == (5,)
     assert torch.allclose(one_point, metric.sectional_curvature(u, v, z.expand(5, 3)), atol=1e-12)
@@ -201,7 +231,7 @@ def test_broadcasting(mlp3_space):
     assert metric.curvature(u, v, u[0], z).shape == (5, 3)
     assert metric.riemann_tensor(z).shape == (3, 3, 3, 3)
     assert metric.ricci_tensor(z).shape == (3, 3)  # geomstats' derivation from riemann_tensor
-    batch = _random_vecs(6, 3, 26).reshape(2, 3, 3)
+    batch = random_vecs(6, 3, 26).reshape(2, 3, 3)
     assert metric.scalar_curvature(batch).shape == (2, 3)
     assert metric.second_fundamental_form(batch).shape == (2, 3, 10, 3, 3)
     assert metric.mean_curvature_vector(batch).shape == (2, 3, 10)
@@ -225,7 +255,7 @@ def test_sample_sectional_curvatures(sphere_space, mlp3_space):
     assert torch.allclose(sample.curvatures, torch.ones(4, 3, dtype=torch.float64), atol=ATOL)
 
     metric = mlp3_space.metric
-    points = _random_vecs(5, 3, 28) * 0.5
+    points = random_vecs(5, 3, 28) * 0.5
     sample = gp.sample_sectional_curvatures(metric, points, n_planes=7)
     assert sample.tangent_vec_a.shape == (5, 7, 3)
     direct = metric.sectional_curvature(sample.tangent_vec_a, sample.tangent_vec_b, points[:, None])

@@ -49,6 +49,7 @@ def _numbers_in(tree):
         yield tree
 
 
+@pytest.mark.slow
 def test_report_and_figures_exist(demo_run):
     out, results, html = demo_run
     for name in FIGURES:
@@ -59,6 +60,7 @@ def test_report_and_figures_exist(demo_run):
     assert (out / "vae-quick.pt").exists()
 
 
+@pytest.mark.slow
 def test_report_shows_the_computed_numbers(demo_run):
     _, results, html = demo_run
     geo, sto, curv, ana, fre = (results[k] for k in ("geodesics", "stochastic", "curvature", "analogies", "frechet"))
@@ -88,6 +90,7 @@ def test_report_shows_the_computed_numbers(demo_run):
         assert f"<td>{step}</td><td>{format_number(seconds)}</td>" in html
 
 
+@pytest.mark.slow
 def test_numbers_are_sane(demo_run):
     _, results, _ = demo_run
     assert all(isinstance(x, float) for x in _numbers_in(results))
@@ -98,6 +101,7 @@ def test_numbers_are_sane(demo_run):
     assert results["model"]["checkpoint_source"] == "trained"
 
 
+@pytest.mark.slow
 def test_geodesics_are_not_longer_than_straight_lines(demo_run):
     _, results, _ = demo_run
     geo, sto = results["geodesics"], results["stochastic"]
@@ -112,6 +116,7 @@ def test_geodesics_are_not_longer_than_straight_lines(demo_run):
         assert expected <= mean * (1 + LENGTH_RTOL)
 
 
+@pytest.mark.slow
 def test_expected_metric_geodesics_stay_on_the_data(demo_run):
     """On the pair picked because its straight line crosses uncertain ground, the expected metric's
     geodesic climbs less in decoder std than the line, and than the mean metric's geodesic."""
@@ -123,6 +128,7 @@ def test_expected_metric_geodesics_stay_on_the_data(demo_run):
     assert sto["ratio"][-1] < 0.9  # and is much shorter under the expected metric
 
 
+@pytest.mark.slow
 def test_frechet_means_do_not_increase_the_variance(demo_run):
     _, results, _ = demo_run
     for metric in ("mean", "expected"):
@@ -131,6 +137,7 @@ def test_frechet_means_do_not_increase_the_variance(demo_run):
             assert at_frechet <= at_euclidean * (1 + 1e-6)
 
 
+@pytest.mark.slow
 def test_curvature_and_analogies_are_reported(demo_run):
     _, results, _ = demo_run
     curv = results["curvature"]
@@ -150,6 +157,7 @@ TINY = ["--pairs", "1", "--gap-pairs", "0", "--grid", "4", "--curvature-points",
         "--frechet-classes", "1", "--frechet-points", "2", "--frechet-iter", "1", "--exp-steps", "2"]
 
 
+@pytest.mark.slow
 def test_second_run_loads_the_cached_checkpoint(demo_run):
     out, first, _ = demo_run
     assert cli.main(["demo", "--out", str(out), "--quick", "--no-progress", *TINY]) == 0
@@ -159,6 +167,7 @@ def test_second_run_loads_the_cached_checkpoint(demo_run):
     assert second["model"]["final_elbo_loss"] == first["model"]["final_elbo_loss"]
 
 
+@pytest.mark.slow
 def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
     out, _, _ = demo_run
     target = tmp_path / "other"
@@ -171,6 +180,7 @@ def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
     assert "<td>train VAE</td>" in (target / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_demo_geodesics_keep_the_shorter_of_the_straight_and_graph_starts():
     """Across a bump the straight start converges over it; the codes' graph start goes around, shorter."""
     import geomstats_pullback as gp

@@ -69,6 +69,7 @@ def copy_store(store, tmp_path, complete=True):
 # ---------------------------------------------------------------- values and layout
 
 
+@pytest.mark.slow
 def test_sphere_matrix_matches_geomstats_sphere_and_metric_dist():
     X, result = sphere_x(), sphere_reference()
     np.testing.assert_allclose(result.dist, great_circle(X, X), atol=1e-5)
@@ -144,6 +145,8 @@ def test_interrupted_run_resumes_computing_only_the_missing_blocks(tmp_path, mon
     np.testing.assert_array_equal(resumed.converged, sphere_reference().converged)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_killed_process_resumes_bit_for_bit(tmp_path):
     store = tmp_path / "store"
     script = textwrap.dedent(f"""

@@ -29,6 +29,8 @@ from geomstats_pullback.distances.store import BlockStore
 
 distributed = pytest.importorskip("distributed")
 
+pytestmark = [pytest.mark.slow, pytest.mark.dask]
+
 
 @pytest.fixture(scope="module")
 def client():

@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sphinx")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_docs_build_without_warnings(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(

@@ -15,6 +15,8 @@ def test_examples_exist():
     assert {p.name for p in EXAMPLES} >= {"sphere_vs_hypersphere.py", "custom_decoder.py"}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_in_smoke_mode(script):
     env = {

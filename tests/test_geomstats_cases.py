@@ -22,6 +22,7 @@ halved by geomstats' data generator).
 """
 
 import geomstats.backend as gs
+from cases import CASES
 from geomstats.geometry.hypersphere import Hypersphere
 from geomstats.test.data import TestData
 from geomstats.test.parametrizers import DataBasedParametrizer
@@ -31,7 +32,6 @@ from geomstats.test_cases.geometry.riemannian_metric import (
     RiemannianMetricTestCase,
 )
 
-import geomstats_pullback as gp
 from geomstats_pullback import analytic
 
 # Away from the poles (theta = 0, pi) where the chart degenerates, and less
@@ -144,13 +144,13 @@ _vec_tests(GeodesicLawsTestData, "log")
 class TestSphereChartMetric(RiemannianMetricTestCase, metaclass=DataBasedParametrizer):
     """Local laws; log and distances are compared with Hypersphere below."""
 
-    space = gp.DecoderManifold(analytic.sphere_chart, latent_dim=2, region=SPHERE_REGION)
+    space = CASES["sphere-float64"].space(region=SPHERE_REGION)
     tangent_to_multiple = True  # one vector may serve many base points, and conversely
     testing_data = LocalLawsTestData()
 
 
 class TestMLPMetric(RiemannianMetricTestCase, metaclass=DataBasedParametrizer):
-    space = gp.DecoderManifold(analytic.random_mlp((2, 16, 16, 10), seed=1), latent_dim=2)
+    space = CASES["mlp-float64"].space()
     tangent_to_multiple = True
     testing_data = GeodesicLawsTestData()
 
@@ -229,7 +229,7 @@ _random_tests(
 
 
 class TestSphereChartVsHypersphere(RiemannianMetricComparisonTestCase, metaclass=DataBasedParametrizer):
-    space = gp.DecoderManifold(analytic.sphere_chart, latent_dim=2, region=SPHERE_REGION)
+    space = CASES["sphere-float64"].space(region=SPHERE_REGION)
     other_space = Hypersphere(dim=2)
     point_transformer = SphereChartTransformer()
     testing_data = SphereChartVsHypersphereTestData()

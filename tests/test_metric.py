@@ -1,7 +1,9 @@
 """PullbackMetric against closed forms, finite differences and geomstats' stock pullback metric."""
 
 import geomstats.backend as gs
+import pytest
 import torch
+from cases import CASES, case_params, with_reference
 from conftest import sphere_points
 from geomstats.numerics.ivp import GSIVPIntegrator
 
@@ -136,7 +138,7 @@ def test_geodesic_ivp_batched_shapes(mlp_space):
 
 
 def test_user_can_swap_integrator(sphere_space):
-    metric = gp.DecoderManifold(analytic.sphere_chart, latent_dim=2).metric
+    metric = CASES["sphere-float64"].space().metric
     z, v = sphere_points(5), gs.random.normal(size=(5, 2)) * 0.3
     default = metric.exp(v, z)
     metric.exp_solver.integrator = GSIVPIntegrator(n_steps=64, step_type="rk4")
@@ -145,9 +147,7 @@ def test_user_can_swap_integrator(sphere_space):
 
 
 def test_float32_decoder_with_float64_points():
-    net64 = analytic.random_mlp((2, 16, 10), seed=3)
-    net32 = analytic.random_mlp((2, 16, 10), seed=3, dtype=torch.float32)
-    space64, space32 = gp.DecoderManifold(net64, 2), gp.DecoderManifold(net32, 2)
+    space64, space32 = CASES["mlp-float64"].space(), CASES["mlp-float32"].space()
     assert space32.decoder.dtype == torch.float32
     z = space64.random_point(8)
     g32 = space32.metric.metric_matrix(z)
@@ -195,3 +195,55 @@ def test_geomstats_estimators_instantiate_and_exp_batched(mlp_space):
         assert isinstance(metric, gp.PullbackMetric)
         z, v = mlp_space.random_point(6), 0.2 * gs.random.normal(size=(6, 2))
         assert metric.exp(v, z).shape == (6, 2)
+
+
+# ------------------------------------------------------------------ laws on every registry case
+
+
+def _jacobian_products(case, z, u, v, step=1e-5):
+    """``<J u, J v>`` with ``J u`` from central differences of the float64 decoder."""
+    decode = case.space(dtype=torch.float64).decoder
+
+    def push(w):
+        return (decode(z + step * w) - decode(z - step * w)) / (2 * step)
+
+    return (push(u) * push(v)).sum(-1)
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_metric_is_spd_and_inner_product_is_the_jacobian_product(case):
+    space = case.space()
+    z, u, v = case.points(4, seed=40), case.vectors(4, seed=41), case.vectors(4, seed=42)
+    gram = space.metric.metric_matrix(z)
+    assert gram.shape == (4, case.latent_dim, case.latent_dim)
+    torch.testing.assert_close(gram, gram.mT, atol=case.tol(1e-12), rtol=0)
+    assert float(torch.linalg.eigvalsh(gram).min()) > 1e-3
+    expected = _jacobian_products(case, z, u, v)
+    scale = float(expected.abs().max()) + 1.0
+    torch.testing.assert_close(space.metric.inner_product(u, v, z), expected, atol=case.tol(1e-7) * scale, rtol=0)
+    torch.testing.assert_close(space.metric.squared_norm(u, z), _jacobian_products(case, z, u, u), atol=case.tol(1e-7) * scale, rtol=0)
+
+
+@pytest.mark.parametrize("case", case_params(*with_reference()))
+def test_exp_matches_the_reference_space(case):
+    space, reference = case.space(), case.reference()
+    z = case.points(20, seed=43)
+    v = case.vectors(20, seed=44)
+    v = 0.5 * v / space.metric.norm(v, z)[:, None]  # short geodesics stay inside the chart's regular region
+    ours = case.to_reference(space.metric.exp(v, z))
+    expected = reference.metric.exp(case.tangent_to_reference(v, z), case.to_reference(z))
+    torch.testing.assert_close(ours, expected, atol=case.tol(1e-8), rtol=0)
+    torch.testing.assert_close(
+        space.metric.norm(v, z), reference.metric.norm(case.tangent_to_reference(v, z), case.to_reference(z)),
+        atol=case.tol(1e-10), rtol=0,
+    )
+
+
+@pytest.mark.parametrize("case", case_params("conv8", slow_float32=True))
+def test_conv8_exp_log_round_trip(case):
+    space = case.space()
+    z, v = case.points(2, seed=45), case.vectors(2, seed=46, scale=0.3)
+    end = space.metric.exp(v, z)
+    assert float((end - z).abs().max()) > 0.1
+    torch.testing.assert_close(space.metric.log(end, z), v, atol=case.solver_tol * float(v.abs().max()), rtol=0)
+    torch.testing.assert_close(space.metric.dist(z, end), space.metric.norm(v, z), atol=case.solver_tol, rtol=0)

@@ -26,6 +26,7 @@ def _states(model):
     return {f"{name}.{key}": value for name, module in model._modules().items() for key, value in module.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic_under_seed(images, vae):
     again = VAE(seed=3, **SMALL).fit(images)
     other = VAE(seed=4, **SMALL).fit(images)
@@ -37,6 +38,7 @@ def test_fit_is_deterministic_under_seed(images, vae):
     assert not torch.equal(states["mean.0.weight"], states_other["mean.0.weight"])
 
 
+@pytest.mark.slow
 def test_fit_leaves_global_rng_alone(images):
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -45,6 +47,7 @@ def test_fit_leaves_global_rng_alone(images):
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_training_decreases_both_losses(vae):
     for key in ("elbo_loss", "std_loss"):
         losses = vae.history_[key]
@@ -52,6 +55,7 @@ def test_training_decreases_both_losses(vae):
         assert losses[-1] < losses[0], key
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(tmp_path, images, vae):
     path = tmp_path / "vae.pt"
     vae.save(path)
@@ -81,6 +85,7 @@ def test_load_rejects_other_files(tmp_path):
         VAE.load(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_std_grows_away_from_data(images):
     model = VAE(seed=0, **{**SMALL, "n_epochs": 30, "std_epochs": 30}).fit(images)
     codes = model.encode(images)
@@ -110,6 +115,7 @@ def test_rbf_std_matches_formula():
     np.testing.assert_allclose(net(z).detach().numpy(), expected, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_expected_metric_is_mean_plus_std_pullback(vae, images):
     """The stochastic decoder's metric equals J_mu^T J_mu + J_sigma^T J_sigma (independent autograd)."""
     z = vae.encode(images[:4])
@@ -122,6 +128,7 @@ def test_expected_metric_is_mean_plus_std_pullback(vae, images):
     torch.testing.assert_close(mean_only, jac_mu.T @ jac_mu, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_latent_dim_is_configurable(images):
     model = VAE(latent_dim=3, **{**SMALL, "n_epochs": 1, "std_epochs": 1}).fit(images)
     codes = model.encode(images[:5])
@@ -147,6 +154,7 @@ def test_errors(images):
         VAE(**SMALL).fit(images[:1])
 
 
+@pytest.mark.slow
 def test_encode_rejects_wrong_sample_shape(vae, images):
     with pytest.raises(ValueError, match=r"\(8, 8\)"):
         vae.encode(images.reshape(len(images), -1))

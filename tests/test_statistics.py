@@ -107,6 +107,7 @@ def test_geomstats_frechet_mean_matches_hypersphere(sphere_fast):
     torch.testing.assert_close(estimate, sphere_mean(X), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_geomstats_adaptive_frechet_mean_matches_hypersphere(sphere_fast):
     X = uniform(5, [0.9, -1.0], [2.2, 1.0], seed=2)
     estimate = FrechetMean(sphere_fast, method="adaptive").set(epsilon=1e-7, max_iter=100).fit(X).estimate_
@@ -119,6 +120,7 @@ def test_geomstats_batch_frechet_mean(sphere_fast):
     torch.testing.assert_close(estimate, torch.stack([sphere_mean(X[:, 0]), sphere_mean(X[:, 1])]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_geomstats_frechet_mean_agrees_with_pullback_frechet_mean_on_mlp(mlp):
     # Both with the default solvers (shooting).
     X = mlp.random_point(6)
@@ -188,6 +190,7 @@ def test_squared_dist_gradient_matches_finite_differences_on_mlp(mlp):
 # ---------------------------------------------------------------- other estimators
 
 
+@pytest.mark.slow
 def test_riemannian_kmeans_separates_two_clusters(mlp_fast):
     left, right = uniform(4, [-0.9, -0.3], [-0.6, 0.3], seed=6), uniform(4, [0.6, -0.3], [0.9, 0.3], seed=7)
     X = torch.cat([left, right])
@@ -197,6 +200,8 @@ def test_riemannian_kmeans_separates_two_clusters(mlp_fast):
     np.testing.assert_array_equal(kmeans.predict(X).numpy(), labels)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_tangent_pca_of_points_along_a_geodesic_has_one_component(tmp_path):
     # In a separate process: scikit-learn's array API mode (see the script) is process-wide.
     script = Path(__file__).with_name("_tangent_pca_array_api.py")
@@ -224,6 +229,7 @@ def polar_cap_task(n, seed):
     return X, (X[:, 0] < 0.8).numpy().astype(int)
 
 
+@pytest.mark.slow
 def test_geodesic_knn_with_sklearn_precomputed_beats_latent_knn(sphere_fast):
     sphere = sphere_fast
     X, y = polar_cap_task(40, seed=8)
@@ -249,6 +255,7 @@ def test_kernel_density_classifier_runs(mlp_fast):
     np.testing.assert_array_equal(kde.predict(gs.array([[-0.8, 0.0], [0.8, 0.1]])), [0, 1])
 
 
+@pytest.mark.slow
 def test_riemannian_mean_shift_finds_the_means_of_two_clusters(mlp_fast):
     left, right = uniform(4, [-0.9, -0.3], [-0.6, 0.3], seed=6), uniform(4, [0.6, -0.3], [0.9, 0.3], seed=7)
     X = torch.cat([left, right])  # clusters about 0.05 across, 0.3 apart (geodesic distances)
@@ -260,6 +267,7 @@ def test_riemannian_mean_shift_finds_the_means_of_two_clusters(mlp_fast):
     np.testing.assert_array_equal(shift.predict(X).numpy(), np.repeat(order.numpy(), 4))
 
 
+@pytest.mark.slow
 def test_geodesic_regression_recovers_a_geodesic(sphere_fast):
     # The extrinsic variant (scipy's CG on the same loss) recovers the same
     # geodesic too, three times slower: left out to keep the suite short.

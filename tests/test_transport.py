@@ -4,22 +4,12 @@ import math
 
 import pytest
 import torch
-from conftest import sphere_points
+from cases import CASES, case_params, with_reference
+from conftest import random_vecs, sphere_points
 
 import geomstats_pullback as gp
-from geomstats_pullback import analytic
 
 ATOL = 1e-6
-
-
-def _random_vecs(n, dim, seed, scale=1.0):
-    gen = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, dim, generator=gen, dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def mlp3_space():
-    return gp.DecoderManifold(analytic.random_mlp((3, 16, 16, 10), seed=1), latent_dim=3)
 
 
 # ------------------------------------------------------------------ along geodesics
@@ -28,8 +18,8 @@ def mlp3_space():
 def test_sphere_transport_matches_hypersphere(sphere_space, hypersphere):
     """Pushed through the chart, our transport is geomstats' closed-form one on S^2."""
     z = sphere_points(12, seed=1)
-    direction = _random_vecs(12, 2, 2, scale=0.3)
-    vec = _random_vecs(12, 2, 3)
+    direction = random_vecs(12, 2, 2, scale=0.3)
+    vec = random_vecs(12, 2, 3)
     result = sphere_space.metric.parallel_transport(vec, z, direction=direction)
     end = sphere_space.metric.exp(direction, z)
     push = hypersphere.tangent_spherical_to_extrinsic
@@ -46,14 +36,14 @@ def test_one_geodesic_many_vectors_and_broadcasting(mlp3_space):
     space = gp.DecoderManifold(mlp3_space.decoder, latent_dim=3)
     space.metric.exp_solver = gp.GeodesicIVPSolver(space, n_steps=2)  # shapes and code paths only
     metric = space.metric
-    z, direction = _random_vecs(1, 3, 4, scale=0.3)[0], _random_vecs(1, 3, 5, scale=0.3)[0]
-    vecs = _random_vecs(6, 3, 6).reshape(2, 3, 3)
+    z, direction = random_vecs(1, 3, 4, scale=0.3)[0], random_vecs(1, 3, 5, scale=0.3)[0]
+    vecs = random_vecs(6, 3, 6).reshape(2, 3, 3)
     shared = metric.parallel_transport(vecs, z, direction=direction)  # one geodesic carries all vectors
     assert shared.shape == (2, 3, 3)
     one_by_one = metric.parallel_transport(vecs, z.expand(2, 3, 3), direction=direction.expand(2, 3, 3))
     assert torch.allclose(shared, one_by_one, atol=1e-12)
     assert float((shared - vecs).abs().max()) > 1e-3
-    several_points = _random_vecs(4, 3, 7, scale=0.3)
+    several_points = random_vecs(4, 3, 7, scale=0.3)
     assert metric.parallel_transport(vecs[0, 0], several_points, direction=direction).shape == (4, 3)
     assert metric.parallel_transport(vecs[0, 0], z, direction=direction).shape == (3,)
 
@@ -64,9 +54,9 @@ def test_transport_preserves_inner_products(space_name, eps, request):
     dim = base_space.dim
     space = gp.DecoderManifold(base_space.decoder, latent_dim=dim, metric_kwargs={"eps": eps})
     metric = space.metric
-    z = _random_vecs(8, dim, 8, scale=0.5)
-    direction = _random_vecs(8, dim, 9, scale=0.3)  # larger: geodesics of the 3-d net run off to saturation
-    pair = torch.stack([_random_vecs(8, dim, 10), _random_vecs(8, dim, 11)])  # [2, 8, d]
+    z = random_vecs(8, dim, 8, scale=0.5)
+    direction = random_vecs(8, dim, 9, scale=0.3)  # larger: geodesics of the 3-d net run off to saturation
+    pair = torch.stack([random_vecs(8, dim, 10), random_vecs(8, dim, 11)])  # [2, 8, d]
     transported = metric.parallel_transport(pair, z, direction=direction)
     end = metric.exp(direction, z)
     before = metric.inner_product(pair[0], pair[1], z)
@@ -74,6 +64,33 @@ def test_transport_preserves_inner_products(space_name, eps, request):
     assert torch.allclose(after, before, atol=ATOL)
     assert torch.allclose(metric.squared_norm(transported, end), metric.squared_norm(pair, z), atol=ATOL)
     assert float((transported - pair).abs().max()) > 1e-3  # not the identity
+
+
+@pytest.mark.parametrize("case", case_params("conv8", slow_float32=True))
+def test_conv8_transport_preserves_inner_products(case):
+    metric = case.space().metric
+    z, direction = case.points(2, seed=50), case.vectors(2, seed=51, scale=0.3)
+    pair = torch.stack([case.vectors(2, seed=52), case.vectors(2, seed=53)])  # [2, B, d]
+    transported = metric.parallel_transport(pair, z, direction=direction)
+    end = metric.exp(direction, z)
+    before = metric.inner_product(pair[0], pair[1], z)
+    scale = float(metric.squared_norm(pair, z).max())
+    tol = case.solver_tol * 1e-2 * scale
+    torch.testing.assert_close(metric.inner_product(transported[0], transported[1], end), before, atol=tol, rtol=0)
+    torch.testing.assert_close(metric.squared_norm(transported, end), metric.squared_norm(pair, z), atol=tol, rtol=0)
+    assert float((transported - pair).abs().max()) > 1e-3  # not the identity
+
+
+@pytest.mark.parametrize("case", case_params(*with_reference()))
+def test_transport_matches_the_reference_space(case):
+    metric, reference = case.space().metric, case.reference().metric
+    z, direction, vec = case.points(6, seed=54), case.vectors(6, seed=55, scale=0.3), case.vectors(6, seed=56)
+    result = metric.parallel_transport(vec, z, direction=direction)
+    end = metric.exp(direction, z)
+    expected = reference.parallel_transport(
+        case.tangent_to_reference(vec, z), case.to_reference(z), direction=case.tangent_to_reference(direction, z)
+    )
+    torch.testing.assert_close(case.tangent_to_reference(result, end), expected, atol=case.tol(ATOL), rtol=0)
 
 
 def test_transport_errors(mlp_space):
@@ -118,8 +135,8 @@ def test_discrete_schemes_converge_to_the_ode(mlp_space):
 
 def test_projection_keeps_the_norm_and_flat_paths_keep_the_vector(mlp_space, flat_space):
     metric = mlp_space.metric
-    path = torch.cumsum(_random_vecs(5, 2, 12, scale=0.3), dim=0)  # a coarse, bent path of codes
-    vecs = _random_vecs(3, 2, 13)
+    path = torch.cumsum(random_vecs(5, 2, 12, scale=0.3), dim=0)  # a coarse, bent path of codes
+    vecs = random_vecs(3, 2, 13)
     result = gp.transport_along_path(metric, vecs, path, method="projection")
     assert result.shape == (3, 2)
     assert torch.allclose(metric.squared_norm(result, path[-1]), metric.squared_norm(vecs, path[0]), atol=1e-10)
@@ -128,7 +145,7 @@ def test_projection_keeps_the_norm_and_flat_paths_keep_the_vector(mlp_space, fla
         assert torch.allclose(gp.transport_along_path(flat_space.metric, vecs, path, method=method), vecs, atol=1e-10)
     # On the cylinder G = I and the Christoffels vanish: the ODE scheme is exact, the
     # projection scheme (J changes along the path) only first-order accurate.
-    cylinder = gp.DecoderManifold(analytic.cylinder, latent_dim=2).metric
+    cylinder = CASES["cylinder-float64"].space().metric
     assert torch.allclose(gp.transport_along_path(cylinder, vecs, path, method="ode"), vecs, atol=1e-10)
     projected = gp.transport_along_path(cylinder, vecs, path, method="projection")
     assert 1e-4 < float((projected - vecs).abs().max()) < 0.1
@@ -136,8 +153,8 @@ def test_projection_keeps_the_norm_and_flat_paths_keep_the_vector(mlp_space, fla
 
 def test_path_transport_broadcasting_and_errors(mlp_space):
     metric = mlp_space.metric
-    paths = torch.cumsum(_random_vecs(12, 2, 14, scale=0.2), dim=0).reshape(3, 4, 2)
-    vec = _random_vecs(1, 2, 15)[0]
+    paths = torch.cumsum(random_vecs(12, 2, 14, scale=0.2), dim=0).reshape(3, 4, 2)
+    vec = random_vecs(1, 2, 15)[0]
     batched = gp.transport_along_path(metric, vec, paths)
     assert batched.shape == (3, 2)
     single = gp.transport_along_path(metric, vec, paths[1])
@@ -147,18 +164,19 @@ def test_path_transport_broadcasting_and_errors(mlp_space):
     with pytest.raises(ValueError, match="method"):
         gp.transport_along_path(metric, vec, paths, method="schild")
     with pytest.raises(ValueError, match="broadcast"):
-        gp.transport_along_path(metric, _random_vecs(2, 2, 16), paths)
+        gp.transport_along_path(metric, random_vecs(2, 2, 16), paths)
 
 
 
 # ------------------------------------------------------------------ with the log solver
 
 
+@pytest.mark.slow
 def test_end_point_and_geomstats_ladder(sphere_space, hypersphere):
     """end_point= goes through metric.log; geomstats' own pole ladder runs unchanged and agrees."""
     metric = sphere_space.metric
     z0, z1 = sphere_points(2, seed=17), sphere_points(2, seed=18)
-    vec = _random_vecs(2, 2, 19)
+    vec = random_vecs(2, 2, 19)
     by_end_point = metric.parallel_transport(vec, z0, end_point=z1)
     push = hypersphere.tangent_spherical_to_extrinsic
     expected = hypersphere.metric.parallel_transport(
@@ -172,16 +190,17 @@ def test_end_point_and_geomstats_ladder(sphere_space, hypersphere):
 
 
 def test_analogy_on_a_flat_decoder_is_vector_arithmetic():
-    metric = gp.DecoderManifold(analytic.flat_torus, latent_dim=2).metric
-    a, a_prime, b = (_random_vecs(3, 2, seed, scale=0.5) for seed in (20, 21, 22))
+    metric = CASES["torus-float64"].space().metric
+    a, a_prime, b = (random_vecs(3, 2, seed, scale=0.5) for seed in (20, 21, 22))
     # Broadcasting: one change applied to several points.
     assert torch.allclose(gp.analogy(metric, a[0], a_prime[0], b), b + (a_prime[0] - a[0]), atol=ATOL)
 
 
+@pytest.mark.slow
 def test_analogy_on_the_sphere_matches_hypersphere(sphere_space, hypersphere):
     metric = sphere_space.metric
     a, b = sphere_points(2, seed=23), sphere_points(2, seed=24)
-    a_prime = a + _random_vecs(2, 2, 25, scale=0.2)
+    a_prime = a + random_vecs(2, 2, 25, scale=0.2)
     result = gp.analogy(metric, a, a_prime, b)
     to_sphere, sphere = hypersphere.spherical_to_extrinsic, hypersphere.metric
     change = sphere.log(to_sphere(a_prime), to_sphere(a))
