@@ -7,19 +7,7 @@ import torch
 import geomstats_pullback as gp
 from geomstats_pullback import analytic, kernels
 
-
-def conv_decoder_8d(dtype):
-    """An 8-D latent through Linear and two ConvTranspose2d layers to a 1x16x16 image (seeded)."""
-    torch.manual_seed(3)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(8, 4 * 4 * 4),
-        torch.nn.Softplus(),
-        torch.nn.Unflatten(-1, (4, 4, 4)),
-        torch.nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1),
-        torch.nn.Tanh(),
-        torch.nn.ConvTranspose2d(3, 1, 4, stride=2, padding=1),
-    )
-    return net.to(dtype).eval().requires_grad_(False)
+from cases import case_params
 
 
 def full_jacobian(fn, z):
@@ -27,12 +15,10 @@ def full_jacobian(fn, z):
     return torch.vmap(torch.func.jacrev(lambda x: fn(x[None]).reshape(-1)))(z)
 
 
-@pytest.fixture(scope="module", params=["mlp-float64", "conv8d-float32", "conv8d-float64"])
+@pytest.fixture(scope="module", params=case_params("mlp", "conv8"))
 def decoder(request):
-    if request.param == "mlp-float64":
-        return gp.as_decoder(analytic.random_mlp((2, 16, 16, 10), seed=1), 2)
-    dtype = torch.float32 if request.param.endswith("32") else torch.float64
-    return gp.as_decoder(conv_decoder_8d(dtype), 8)
+    case = request.param
+    return gp.as_decoder(case.decoder(), case.latent_dim)
 
 
 def tolerance(decoder):

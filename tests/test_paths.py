@@ -73,6 +73,7 @@ def test_eps_term_counts_in_length():
     space = CASES["linear-float64"].space(eps=0.21)
     path = gp.linear_path(gs.array([0.0, 0.0]), gs.array([3.0, 4.0]), 3)
     torch.testing.assert_close(gp.path_length(space.metric, path), gs.array(5.0 * math.sqrt(1.21)))
+    torch.testing.assert_close(gp.path_length(space, path), gs.array(5.0 * math.sqrt(1.21)))  # a space: its metric's eps
     torch.testing.assert_close(gp.path_length(space.decoder, path), gs.array(5.0))
 
 
