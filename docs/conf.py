@@ -1,4 +1,4 @@
-"""Sphinx configuration: autodoc + napoleon (numpydoc docstrings), the stock theme."""
+"""Sphinx configuration: autodoc + napoleon (numpydoc docstrings), MyST for Markdown pages, the stock theme."""
 
 import os
 import sys
@@ -6,7 +6,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import geomstats_pullback  # noqa: E402
@@ -22,7 +21,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
-    "markdown_lite",  # docs/_ext: the Markdown pages, without myst
+    "myst_parser",  # the Markdown pages
 ]
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
@@ -35,7 +34,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # geomstats' base classes carry docstrings in their own dialect: document our members only.
 autodoc_inherit_docstrings = False
 
-exclude_patterns = ["_build", "_generated/*.txt"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "_generated/*.txt", "_generated/*.rst", "benchmarks/*.md"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
 html_title = f"geomstats-pullback {release}"
@@ -46,3 +46,15 @@ _generated.mkdir(exist_ok=True)
 from geomstats_pullback.cli import command_parser  # noqa: E402
 
 (_generated / "demo_help.txt").write_text(command_parser("demo").format_help(), encoding="utf-8")
+
+# docs/benchmarks.rst: one section per script in benchmarks/, with the table it last wrote
+# (docs/benchmarks/<script>.md, written by the script itself) or how to produce it.
+_sections = []
+for _script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+    _table = Path(__file__).parent / "benchmarks" / f"{_script.stem}.md"
+    _sections.append(f"{_script.name}\n{'-' * len(_script.name)}\n\n")
+    if _table.exists():
+        _sections.append(f".. include:: /benchmarks/{_table.name}\n   :parser: myst_parser.sphinx_\n\n")
+    else:
+        _sections.append(f"Not measured yet: ``./dev bench {_script.name}`` writes ``docs/benchmarks/{_table.name}``.\n\n")
+(_generated / "benchmark_tables.rst").write_text("".join(_sections), encoding="utf-8")

@@ -33,21 +33,12 @@ def test_docs_build_without_warnings(tmp_path):
     demo = (tmp_path / "html" / "demo.html").read_text(encoding="utf-8")
     assert "--quick" in demo  # the generated --help
     assert (tmp_path / "html" / "_images" / "magnification.png").exists()
+    distributed = (tmp_path / "html" / "distributed.html").read_text(encoding="utf-8")
+    assert "<h1>" in distributed and "```" not in distributed  # Markdown parsed, not shown as text
+    benchmarks = (tmp_path / "html" / "benchmarks.html").read_text(encoding="utf-8")
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        assert script.name in benchmarks, script.name
+    measured = list((ROOT / "docs" / "benchmarks").glob("bench_*.md"))
+    assert benchmarks.count("Output of") == len(measured)  # each table the scripts wrote is on the page
+    assert benchmarks.count("Not measured yet") == len(list((ROOT / "benchmarks").glob("bench_*.py"))) - len(measured)
 
-
-def test_markdown_lite_converts_the_subset_used_by_the_docs():
-    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
-    try:
-        from markdown_lite import markdown_to_rst
-    finally:
-        sys.path.pop(0)
-    source = "# Title\n\nText with `code`s and a [link](https://x.org).\n- item\n\n```python\nx = 1\n```\n## Sub\n"
-    rst = markdown_to_rst(source)
-    assert "Title\n=====\n" in rst
-    assert "Sub\n---\n" in rst
-    assert "``code``\\ s" in rst
-    assert "`link <https://x.org>`__" in rst
-    assert "and a `link <https://x.org>`__.\n\n- item" in rst  # blank line before the list
-    assert ".. code-block:: python\n\n   x = 1\n" in rst
-    table = markdown_to_rst("| a | `b` |\n|---:|:---|\n| 1 | 2 |\n")
-    assert ".. list-table::\n   :header-rows: 1\n\n   * - a\n     - ``b``\n   * - 1\n     - 2\n" in table
