@@ -2,23 +2,19 @@
 
 import pytest
 import torch
+from cases import CASES, case_params
 
 import geomstats_pullback as gp
 from geomstats_pullback import analytic
 from geomstats_pullback.autodiff import TorchDiff
 
-DECODERS = {
-    "mlp": lambda: analytic.random_mlp((3, 7, 5), seed=4),
-    "sphere": lambda: analytic.sphere_chart,
-    "linear": lambda: analytic.linear_isometry(3, 5),  # f'' = 0: graphs that do not reach z
-}
-LATENT_DIM = {"mlp": 3, "sphere": 2, "linear": 3}
-
 
 def _case(name, n_batch, seed=0):
+    """A float64 registry case's decoder (``linear``: f'' = 0, graphs that do not reach z) and random inputs."""
     gen = torch.Generator().manual_seed(seed)
-    decoder = gp.DecoderManifold(DECODERS[name](), latent_dim=LATENT_DIM[name]).decoder
-    dim = LATENT_DIM[name]
+    case = CASES[f"{name}-float64"]
+    decoder = case.space().decoder
+    dim = case.latent_dim
     z, u, v, w = (torch.rand(n_batch, dim, generator=gen, dtype=torch.float64) + 0.5 for _ in range(4))
     return decoder, z, u, v, w
 
@@ -34,10 +30,10 @@ def _references(decoder, z):
     return jac, hess
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("case", case_params(dtypes=(torch.float64,)))
 @pytest.mark.parametrize("n_batch", [1, 5])
-def test_derivatives_match_torch_func(name, n_batch):
-    decoder, z, u, v, w = _case(name, n_batch)
+def test_derivatives_match_torch_func(case, n_batch):
+    decoder, z, u, v, w = _case(case.name, n_batch)
     jac, hess = _references(decoder, z)
     second = lambda a, b: torch.einsum("bDij,bi,bj->bD", hess, a, b)  # noqa: E731
     value, pushed = decoder.jvp(z, v)
