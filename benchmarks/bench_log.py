@@ -38,7 +38,7 @@ os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _timing import best_of, decoder_pass_time, single_thread  # noqa: E402
+from _timing import add_out_option, best_of, decoder_pass_time, recorded, single_thread  # noqa: E402
 from geomstats.geometry.hypersphere import Hypersphere  # noqa: E402
 from stochman.manifold import EmbeddedManifold  # noqa: E402
 
@@ -201,15 +201,17 @@ def main():
     parser.add_argument("--stock-timeout", type=float, default=1800.0, help="seconds allowed to the stock metric")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["mlp", "sphere"], help="run one decoder")
+    add_out_option(parser)
     args = parser.parse_args()
-    threads = single_thread()
-    print(f"threads: {threads}; float64; times are wall-clock, best of {args.repeats} for ours")
-    if args.only in (None, "sphere"):
-        a, b = sphere_pairs(args.n_pairs)
-        bench("sphere chart", analytic.sphere_chart, a, b, great_circle(a, b), args)
-    if args.only in (None, "mlp"):
-        a, b = mlp_pairs(args.n_pairs)
-        bench("MLP 2-64-64-784 tanh", analytic.random_mlp(), a, b, None, args)
+    with recorded(__file__, args.out):
+        threads = single_thread()
+        print(f"threads: {threads}; float64; times are wall-clock, best of {args.repeats} for ours")
+        if args.only in (None, "sphere"):
+            a, b = sphere_pairs(args.n_pairs)
+            bench("sphere chart", analytic.sphere_chart, a, b, great_circle(a, b), args)
+        if args.only in (None, "mlp"):
+            a, b = mlp_pairs(args.n_pairs)
+            bench("MLP 2-64-64-784 tanh", analytic.random_mlp(), a, b, None, args)
 
 
 if __name__ == "__main__":
