@@ -22,6 +22,7 @@ halved by geomstats' data generator).
 """
 
 import geomstats.backend as gs
+import pytest
 from cases import CASES
 from geomstats.geometry.hypersphere import Hypersphere
 from geomstats.test.data import TestData
@@ -150,6 +151,9 @@ class TestSphereChartMetric(RiemannianMetricTestCase, metaclass=DataBasedParamet
 
 
 class TestMLPMetric(RiemannianMetricTestCase, metaclass=DataBasedParametrizer):
+    """Local and geodesic laws; about 15 s of boundary value problems, so in the slow lane."""
+
+    pytestmark = pytest.mark.slow
     space = CASES["mlp-float64"].space()
     tangent_to_multiple = True
     testing_data = GeodesicLawsTestData()

@@ -115,6 +115,8 @@ def test_inner_product_and_norms_are_consistent(mlp_space):
 
 
 def test_exp_broadcasts_both_ways(mlp_space):
+    mlp_space = gp.DecoderManifold(mlp_space.decoder, latent_dim=2)
+    mlp_space.metric.exp_solver = gp.GeodesicIVPSolver(mlp_space, n_steps=2)  # shapes and code paths only
     z, v = mlp_space.random_point(5), gs.random.normal(size=(5, 2)) * 0.3
     batched = mlp_space.metric.exp(v, z)
     assert batched.shape == (5, 2)
