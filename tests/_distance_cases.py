@@ -6,6 +6,9 @@ about 1e-6. Reference matrices are computed once per test session.
 """
 
 import functools
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,9 +80,54 @@ def n_stored(path):
 
 def run_distances(argv):
     """``geomstats-pullback distances ARGV`` in process: its exit status (2 for bad input)."""
-    from geomstats_pullback import cli  # not at top: the Dask workers that import this file need no CLI
+    from geomstats_pullback import (
+        cli,  # not at top: the Dask workers that import this file need no CLI
+    )
 
     try:
         return cli.main(["distances", *argv])
     except SystemExit as exit:
         return exit.code
+
+
+def wait_until(condition, *, timeout, what):
+    """Wait for ``condition()`` to hold (polled), failing with ``what`` after ``timeout`` seconds.
+
+    The tests wait for events (a stored block, a file, a cleared scheduler), never for a fixed time.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Gate:
+    """A log solver's ``solve`` that lets the first block through and holds every later one until the gate opens.
+
+    ``Gate(solver.solve, folder)`` stands in for the solver (Dask: it pickles), or
+    ``solver.solve = Gate(solver.solve, folder).solve`` keeps the solver, and so the store's
+    fingerprint. The gate is a folder shared by all processes: ``ticket`` is taken by the first
+    caller (O_EXCL); later callers create ``waiting-<pid>`` and wait for ``open``.
+    """
+
+    def __init__(self, solve, folder):
+        self.inner, self.folder = solve, str(folder)
+
+    def solve(self, point, base_point):
+        folder = Path(self.folder)
+        try:
+            os.close(os.open(folder / "ticket", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            (folder / f"waiting-{os.getpid()}").touch()
+            wait_until((folder / "open").exists, timeout=300, what="the gate to open")
+        return self.inner(point, base_point)
+
+    @staticmethod
+    def open(folder):
+        (Path(folder) / "open").touch()
+
+    @staticmethod
+    def waiting(folder):
+        """Process ids of the callers held at the gate."""
+        return {int(path.name.split("-")[1]) for path in Path(folder).glob("waiting-*")}

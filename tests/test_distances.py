@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 from _distance_cases import (
     SPHERE_BLOCK,
+    Gate,
     coarse,
     great_circle,
     mlp_metric,
@@ -27,6 +27,7 @@ from _distance_cases import (
     sphere_points,
     sphere_reference,
     sphere_x,
+    wait_until,
 )
 from scipy.sparse.csgraph import shortest_path
 from scipy.spatial.distance import cdist
@@ -148,33 +149,33 @@ def test_interrupted_run_resumes_computing_only_the_missing_blocks(tmp_path, mon
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_killed_process_resumes_bit_for_bit(tmp_path):
-    store = tmp_path / "store"
+    """SIGKILL while the second block is being solved (held at a gate): one block stored, the rest resumes."""
+    store, gate = tmp_path / "store", tmp_path / "gate"
+    gate.mkdir()
     script = textwrap.dedent(f"""
-        import sys, time
+        import sys
         sys.path.insert(0, {str(TESTS)!r})
         import geomstats_pullback as gp
-        from _distance_cases import SPHERE_BLOCK, sphere_metric, sphere_x
+        from _distance_cases import SPHERE_BLOCK, Gate, sphere_metric, sphere_x
         metric = sphere_metric()
-        solve = metric.log_solver.solve
-        def slow(point, base_point):
-            time.sleep(1.0)
-            return solve(point, base_point)
-        metric.log_solver.solve = slow
+        metric.log_solver.solve = Gate(metric.log_solver.solve, {str(gate)!r}).solve
         gp.pairwise_distances(metric, sphere_x(), block_size=SPHERE_BLOCK, out={str(store)!r}, progress=False)
     """)
     process = subprocess.Popen([sys.executable, "-c", script], cwd=TESTS.parent)
-    deadline = time.monotonic() + 240
-    while n_stored(store) < 1 and time.monotonic() < deadline:
+    try:
+        wait_until(
+            lambda: process.poll() is not None or (n_stored(store) >= 1 and Gate.waiting(gate)),
+            timeout=240, what="a stored block and a block held at the gate",
+        )
         assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
-    done = n_stored(store)
-    assert 1 <= done < 3
+    finally:
+        process.kill()
+        process.wait()
+    assert n_stored(store) == 1
 
     resumed = gp.pairwise_distances(sphere_metric(), sphere_x(), block_size=SPHERE_BLOCK, out=store,
                                     progress=False)
-    assert resumed.stats.n_computed == 3 - done
+    assert resumed.stats.n_computed == 2
     np.testing.assert_array_equal(resumed.dist, sphere_reference().dist)
 
 

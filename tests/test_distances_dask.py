@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from _distance_cases import (
     MLP_BLOCK,
     SPHERE_BLOCK,
+    Gate,
     mlp_metric,
     mlp_x,
     n_stored,
@@ -19,6 +19,7 @@ from _distance_cases import (
     sphere_points,
     sphere_reference,
     sphere_x,
+    wait_until,
 )
 
 import geomstats_pullback as gp
@@ -58,17 +59,6 @@ class CountingChart(torch.nn.Module):
 
 def _unpickle_count():
     return CountingChart.unpickled
-
-
-class Sleepy:
-    """Delegates to a solver, sleeping before each block (to kill a worker mid-run)."""
-
-    def __init__(self, solver, seconds):
-        self.solver, self.seconds = solver, seconds
-
-    def solve(self, point, base_point):
-        time.sleep(self.seconds)
-        return self.solver.solve(point, base_point)
 
 
 def in_process_one_thread(metric, X, block_size):
@@ -116,32 +106,37 @@ def test_kneighbors_on_dask_match_in_process(client):
 
 
 def test_killed_worker_loses_no_block(client, tmp_path):
+    """SIGKILL of a worker that holds a block in flight (at a gate): the block is recomputed elsewhere."""
+    store, gate = tmp_path / "store", tmp_path / "gate"
+    gate.mkdir()
     metric = sphere_metric()
-    metric.log_solver = Sleepy(metric.log_solver, 1.0)
+    metric.log_solver = Gate(metric.log_solver.solve, gate)
     outcome = {}
 
     def run():
         try:
             outcome["result"] = gp.pairwise_distances(metric, sphere_x(), block_size=SPHERE_BLOCK, client=client,
-                                                      out=tmp_path, progress=False)
+                                                      out=store, progress=False)
         except BaseException as error:  # reported below
             outcome["error"] = error
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 120
-    while n_stored(tmp_path) < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
-    os.kill(victim, signal.SIGKILL)
-    done_at_kill = n_stored(tmp_path)
+    try:
+        wait_until(lambda: n_stored(store) >= 1 and Gate.waiting(gate), timeout=120,
+                   what="a stored block and a block held at the gate")
+        victim = min(Gate.waiting(gate))
+        assert victim in client.run(os.getpid).values()
+        os.kill(victim, signal.SIGKILL)
+        done_at_kill = n_stored(store)
+    finally:
+        Gate.open(gate)
     thread.join(timeout=300)
     assert not thread.is_alive()
     assert "error" not in outcome, outcome.get("error")
-    assert 1 <= done_at_kill < 3
+    assert done_at_kill == 1
     result = outcome["result"]
-    assert result.stats.n_computed == 3 and n_stored(tmp_path) == 3
+    assert result.stats.n_computed == 3 and n_stored(store) == 3
     np.testing.assert_array_equal(result.dist, sphere_reference().dist)
     client.wait_for_workers(2, timeout=120)
     assert victim not in client.run(os.getpid).values()
@@ -163,10 +158,7 @@ def test_interrupted_dask_run_resumes_only_missing_blocks(client, tmp_path, monk
                               progress=False)
     monkeypatch.setattr(BlockStore, "write", write)
     assert n_stored(tmp_path) == 1
-    deadline = time.monotonic() + 30  # the tasks in flight were cancelled
-    while client.run_on_scheduler(_our_tasks) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not client.run_on_scheduler(_our_tasks)
+    wait_until(lambda: not client.run_on_scheduler(_our_tasks), timeout=30, what="the tasks in flight to be cancelled")
 
     resumed = gp.pairwise_distances(metric, sphere_x(), block_size=SPHERE_BLOCK, client=client, out=tmp_path,
                                     progress=False)
