@@ -11,7 +11,13 @@ from geomstats_pullback.errors import ConvergenceWarning
 
 
 def as_latent(x, dim, name="point"):
-    """Return ``x`` as a float geomstats array of shape ``[..., dim]``.
+    """Return ``x`` as a float64 geomstats array of shape ``[..., dim]``.
+
+    Latent points and vectors are float64 (geomstats' dtype) whatever the
+    input's type (integers, float16, bfloat16, float32 are cast), so that the
+    solvers never mix precisions; a float32 decoder still runs in float32
+    (:class:`~geomstats_pullback.decoders.Decoder` casts at its boundary). The
+    cast is differentiable: gradients reach a lower-precision input.
 
     Raises
     ------
@@ -20,7 +26,7 @@ def as_latent(x, dim, name="point"):
     """
     if not gs.is_array(x):
         x = gs.array(np.asarray(x, dtype=np.float64))
-    if not gs.is_floating(x):
+    if x.dtype != gs.float64:
         x = gs.cast(x, gs.float64)
     if x.ndim == 0 or x.shape[-1] != dim:
         raise ValueError(

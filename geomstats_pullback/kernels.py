@@ -83,7 +83,9 @@ def solve_gram(gram, rhs, *, rank_rtol=None):
         Check the rank first (:func:`singular_mask`); singular points get
         NaN solutions. Without it (the fast path of integrators, which check
         the rank once per solve) nothing is checked and ``singular`` flags
-        the points whose solution is not finite; it costs no host sync.
+        the points whose solution is not finite; it costs no host sync. If
+        the backend's solver refuses an exactly singular ``G``, the rank is
+        checked with :data:`DEFAULT_RANK_RTOL` instead.
 
     Returns
     -------
@@ -96,7 +98,13 @@ def solve_gram(gram, rhs, *, rank_rtol=None):
     # One vector solve per column: geomstats' solve takes vector right-hand sides.
     columns = gs.moveaxis(rhs, -1, -2)  # [B, k, d]
     matrices = gs.broadcast_to(gram[..., None, :, :], columns.shape + columns.shape[-1:])
-    solution = gs.moveaxis(gs.linalg.solve(matrices, columns), -1, -2)  # [B, d, k]
+    try:
+        solution = gs.linalg.solve(matrices, columns)  # [B, k, d]
+    except (RuntimeError, ValueError):  # torch's and numpy's LinAlgError
+        if rank_rtol is not None:
+            raise
+        return solve_gram(gram, rhs, rank_rtol=DEFAULT_RANK_RTOL)
+    solution = gs.moveaxis(solution, -1, -2)  # [B, d, k]
     if rank_rtol is None:
         singular = ~gs.all(gs.abs(gs.reshape(solution, (solution.shape[0], -1))) < float("inf"), axis=-1)
     else:

@@ -58,11 +58,30 @@ class PullbackMetric(RiemannianMetric):
         """The :class:`~geomstats_pullback.decoders.Decoder` of the space."""
         return self._space.decoder
 
-    def _flatten(self, *arrays_and_names):
-        """Validate ``[..., d]`` arrays, broadcast them and flatten the batch: ``(batch_shape, [B, d] arrays)``."""
+    def _pointwise(self, kernel, out_shape, *arrays_and_names):
+        """``kernel`` on validated, broadcast, flattened ``[..., d]`` arrays, batch shape restored.
+
+        Parameters
+        ----------
+        kernel : callable
+            Maps the flat arrays ``[B, d]`` (in the order given) to ``[B, *out_shape]``.
+        out_shape : tuple
+            Shape of one result.
+        arrays_and_names : tuple
+            ``(array, name)`` pairs; names are for error messages.
+
+        Returns
+        -------
+        out : array-like, shape=[..., *out_shape]
+            Zeros, without calling ``kernel``, for an empty batch.
+        """
         dim = self._space.dim
         arrays = [as_latent(array, dim, name) for array, name in arrays_and_names]
-        return broadcast_batch(*arrays)
+        batch_shape, flat = broadcast_batch(*arrays)
+        shape = batch_shape + tuple(out_shape)
+        if flat[0].shape[0] == 0:
+            return gs.zeros(shape, dtype=flat[0].dtype)
+        return gs.reshape(kernel(*flat), shape)
 
     def metric_matrix(self, base_point=None):
         """Metric matrix ``G(z) = J^T J (+ eps I)``.
@@ -75,9 +94,10 @@ class PullbackMetric(RiemannianMetric):
         -------
         mat : array-like, shape=[..., dim, dim]
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        gram = kernels.gram(self.decoder.jacobian(z), eps=self.eps)
-        return gs.reshape(gram, batch_shape + gram.shape[-2:])
+        dim = self._space.dim
+        return self._pointwise(
+            lambda z: kernels.gram(self.decoder.jacobian(z), eps=self.eps), (dim, dim), (base_point, "base_point")
+        )
 
     def cometric_matrix(self, base_point=None):
         """Inverse metric matrix ``G(z)^{-1}``.
@@ -95,9 +115,12 @@ class PullbackMetric(RiemannianMetric):
         RankDeficientJacobianError
             Where ``G`` is singular and ``eps == 0``.
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        inverse = kernels.cometric(self.decoder.jacobian(z), eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(inverse, batch_shape + inverse.shape[-2:])
+        dim = self._space.dim
+
+        def inverse(z):
+            return kernels.cometric(self.decoder.jacobian(z), eps=self.eps, rank_rtol=self.rank_rtol)
+
+        return self._pointwise(inverse, (dim, dim), (base_point, "base_point"))
 
     def inner_product(self, tangent_vec_a, tangent_vec_b, base_point=None):
         """Inner product ``<J u, J v> (+ eps <u, v>)`` from two jvps.
@@ -111,15 +134,16 @@ class PullbackMetric(RiemannianMetric):
         -------
         inner_prod : array-like, shape=[...]
         """
-        batch_shape, (u, v, z) = self._flatten(
-            (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
+
+        def inner(u, v, z):
+            n = z.shape[0]
+            _, pushed = self.decoder.jvp(gs.concatenate([z, z]), gs.concatenate([u, v]))
+            out = gs.sum(pushed[:n] * pushed[n:], axis=-1)
+            return out + self.eps * gs.sum(u * v, axis=-1) if self.eps else out
+
+        return self._pointwise(
+            inner, (), (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
         )
-        n = z.shape[0]
-        _, pushed = self.decoder.jvp(gs.concatenate([z, z]), gs.concatenate([u, v]))
-        inner = gs.sum(pushed[:n] * pushed[n:], axis=-1)
-        if self.eps:
-            inner = inner + self.eps * gs.sum(u * v, axis=-1)
-        return gs.reshape(inner, batch_shape)
 
     def squared_norm(self, vector, base_point=None):
         """Squared norm ``|J v|^2 (+ eps |v|^2)`` from one jvp.
@@ -133,12 +157,12 @@ class PullbackMetric(RiemannianMetric):
         -------
         sq_norm : array-like, shape=[...]
         """
-        batch_shape, (v, z) = self._flatten((vector, "vector"), (base_point, "base_point"))
-        _, pushed = self.decoder.jvp(z, v)
-        sq_norm = gs.sum(pushed**2, axis=-1)
-        if self.eps:
-            sq_norm = sq_norm + self.eps * gs.sum(v**2, axis=-1)
-        return gs.reshape(sq_norm, batch_shape)
+
+        def sq_norm(v, z):
+            out = gs.sum(self.decoder.jvp(z, v)[1] ** 2, axis=-1)
+            return out + self.eps * gs.sum(v**2, axis=-1) if self.eps else out
+
+        return self._pointwise(sq_norm, (), (vector, "vector"), (base_point, "base_point"))
 
     def inner_product_derivative_matrix(self, base_point=None):
         r"""Derivative of the metric matrix, ``mat[..., i, j, k] = d_k g_ij``.
@@ -153,12 +177,15 @@ class PullbackMetric(RiemannianMetric):
         -------
         mat : array-like, shape=[..., dim, dim, dim]
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        jac = self.decoder.jacobian(z)  # [B, D, d]
-        hess = self.decoder.hessian(z)  # [B, D, d, d]
-        half = gs.einsum("...aik,...aj->...ijk", hess, jac)
-        out = half + gs.einsum("...ijk->...jik", half)
-        return gs.reshape(out, batch_shape + out.shape[-3:])
+        dim = self._space.dim
+
+        def derivative(z):
+            jac = self.decoder.jacobian(z)  # [B, D, d]
+            hess = self.decoder.hessian(z)  # [B, D, d, d]
+            half = gs.einsum("...aik,...aj->...ijk", hess, jac)
+            return half + gs.einsum("...ijk->...jik", half)
+
+        return self._pointwise(derivative, (dim, dim, dim), (base_point, "base_point"))
 
     def christoffels(self, base_point=None):
         r"""Christoffel symbols ``Gamma^k_ij = (G^{-1} J^T f''[e_i, e_j])^k``.
@@ -172,14 +199,16 @@ class PullbackMetric(RiemannianMetric):
         gamma : array-like, shape=[..., dim, dim, dim]
             Contravariant index first, as in geomstats.
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
         dim = self._space.dim
-        jac = self.decoder.jacobian(z)  # [B, D, d]
-        hess = self.decoder.hessian(z)  # [B, D, d, d]
-        rhs = gs.einsum("...ak,...aij->...kij", jac, hess)  # [B, d, d, d]
-        gram = kernels.gram(jac, eps=self.eps)
-        gamma = kernels.solve_gram_checked(gram, gs.reshape(rhs, (-1, dim, dim * dim)), rank_rtol=self.rank_rtol)
-        return gs.reshape(gamma, batch_shape + (dim, dim, dim))
+
+        def gamma(z):
+            jac = self.decoder.jacobian(z)  # [B, D, d]
+            hess = self.decoder.hessian(z)  # [B, D, d, d]
+            rhs = gs.einsum("...ak,...aij->...kij", jac, hess)  # [B, d, d, d]
+            gram = kernels.gram(jac, eps=self.eps)
+            return kernels.solve_gram_checked(gram, gs.reshape(rhs, (-1, dim, dim * dim)), rank_rtol=self.rank_rtol)
+
+        return self._pointwise(gamma, (dim, dim, dim), (base_point, "base_point"))
 
     def geodesic_equation(self, state):
         r"""Right-hand side of the geodesic ODE, ``(v, -G^{-1} J^T f''[v, v])``.
@@ -287,9 +316,12 @@ class PullbackMetric(RiemannianMetric):
         second_fundamental_form : array-like, shape=[..., output_dim, dim, dim]
             Data-space index first, as in geomstats' ``PullbackMetric``.
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.second_fundamental_form(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape + out.shape[1:])
+        dim = self._space.dim
+        return self._pointwise(
+            self._curvature_kernel(curvature.second_fundamental_form),
+            (self.decoder.output_dim, dim, dim),
+            (base_point, "base_point"),
+        )
 
     def mean_curvature_vector(self, base_point):
         r"""Mean curvature vector ``g^{ij} II_{ij}`` (a trace, as in geomstats).
@@ -302,9 +334,11 @@ class PullbackMetric(RiemannianMetric):
         -------
         mean_curvature_vector : array-like, shape=[..., output_dim]
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.mean_curvature_vector(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape + out.shape[1:])
+        return self._pointwise(
+            self._curvature_kernel(curvature.mean_curvature_vector),
+            (self.decoder.output_dim,),
+            (base_point, "base_point"),
+        )
 
     def riemann_tensor(self, base_point=None):
         r"""Riemann tensor by the Gauss equation.
@@ -318,9 +352,8 @@ class PullbackMetric(RiemannianMetric):
         riemann_curvature : array-like, shape=[..., dim, dim, dim, dim]
             ``riemann_tensor[..., i, j, k, l] = R_{ijk}^l = dx^l(R(e_j, e_k) e_i)``.
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.riemann_tensor(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape + out.shape[1:])
+        dim = self._space.dim
+        return self._pointwise(self._curvature_kernel(curvature.riemann_tensor), (dim,) * 4, (base_point, "base_point"))
 
     def curvature(self, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point=None):
         r"""Curvature operator ``R(X, Y) Z`` by the Gauss equation.
@@ -336,14 +369,14 @@ class PullbackMetric(RiemannianMetric):
         curvature : array-like, shape=[..., dim]
             ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X, Y] Z``.
         """
-        batch_shape, (x, y, w, z) = self._flatten(
+        return self._pointwise(
+            self._curvature_kernel(curvature.curvature),
+            (self._space.dim,),
             (tangent_vec_a, "tangent_vec_a"),
             (tangent_vec_b, "tangent_vec_b"),
             (tangent_vec_c, "tangent_vec_c"),
             (base_point, "base_point"),
         )
-        out = curvature.curvature(self.decoder, x, y, w, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape + (self._space.dim,))
 
     def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None):
         r"""Sectional curvature ``<R(u, v) v, u> / (|u|^2 |v|^2 - <u, v>^2)``.
@@ -364,11 +397,13 @@ class PullbackMetric(RiemannianMetric):
         ValueError
             If a pair of vectors spans no plane.
         """
-        batch_shape, (u, v, z) = self._flatten(
-            (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
+        return self._pointwise(
+            self._curvature_kernel(curvature.sectional_curvature),
+            (),
+            (tangent_vec_a, "tangent_vec_a"),
+            (tangent_vec_b, "tangent_vec_b"),
+            (base_point, "base_point"),
         )
-        out = curvature.sectional_curvature(self.decoder, u, v, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape)
 
     def scalar_curvature(self, base_point=None):
         r"""Scalar curvature ``|H|^2 - |II|^2`` (traced Gauss equation).
@@ -381,9 +416,11 @@ class PullbackMetric(RiemannianMetric):
         -------
         scalar_curvature : array-like, shape=[...]
         """
-        batch_shape, (z,) = self._flatten((base_point, "base_point"))
-        out = curvature.scalar_curvature(self.decoder, z, eps=self.eps, rank_rtol=self.rank_rtol)
-        return gs.reshape(out, batch_shape)
+        return self._pointwise(self._curvature_kernel(curvature.scalar_curvature), (), (base_point, "base_point"))
+
+    def _curvature_kernel(self, function):
+        """A :mod:`~geomstats_pullback.curvature` function ``(decoder, *flat_arrays, eps=, rank_rtol=)`` as a kernel."""
+        return lambda *flat: function(self.decoder, *flat, eps=self.eps, rank_rtol=self.rank_rtol)
 
 
 # ---------------------------------------------------------------- gradients
@@ -391,11 +428,7 @@ class PullbackMetric(RiemannianMetric):
 
 def _tracks_gradients(*arrays):
     """Whether torch autograd records operations on any of ``arrays`` (pytorch backend)."""
-    return (
-        gs.__name__.endswith("pytorch")
-        and torch.is_grad_enabled()
-        and any(array.requires_grad for array in arrays)
-    )
+    return gs.__name__.endswith("pytorch") and torch.is_grad_enabled() and any(array.requires_grad for array in arrays)
 
 
 class _SquaredDist(torch.autograd.Function):

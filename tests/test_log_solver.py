@@ -405,3 +405,120 @@ def test_bad_options_raise(plane, kwargs):
 def test_bad_input_raises(plane, point, base_point, match):
     with pytest.raises(ValueError, match=match):
         plane.metric.log(point, base_point)
+
+
+# ------------------------------------------------------------------ degenerate metrics
+
+
+def zero_jacobian_decoder(z):
+    """A constant map ``R^2 -> R^3``: ``G = 0`` everywhere."""
+    return 0 * z.sum(-1, keepdim=True).expand(-1, 3)
+
+
+def dead_zone_decoder(z):
+    """Regular outside the square ``|z_i| <= 0.5``, constant (``G = 0``) inside it.
+
+    ``w = z - clamp(z, -0.5, 0.5)`` and ``(w, w_0 w_1)``: curved where both
+    ``w_i > 0``; pairs whose straight line crosses the square have a
+    degenerate metric between regular end points.
+    """
+    w = z - z.clamp(-0.5, 0.5)
+    return torch.cat([w, w[..., :1] * w[..., 1:]], dim=-1)
+
+
+@pytest.fixture(scope="module")
+def dead_zone():
+    return gp.DecoderManifold(dead_zone_decoder, latent_dim=2)
+
+
+def test_zero_jacobian_decoder_raises_rank_deficient_and_eps_regularises():
+    space = gp.DecoderManifold(zero_jacobian_decoder, latent_dim=2)
+    a, b = gs.array([[0.0, 0.0]]), gs.array([[1.0, 1.0]])
+    with pytest.raises(gp.RankDeficientJacobianError, match="eps"):
+        space.metric.dist(a, b)
+    regular = gp.DecoderManifold(zero_jacobian_decoder, latent_dim=2, metric_kwargs={"eps": 1e-4})
+    # G = eps I: geodesics are straight lines of length sqrt(eps) |b - a|.
+    torch.testing.assert_close(regular.metric.dist(a, b), gs.array([1e-2 * 2**0.5]), atol=1e-12, rtol=1e-9)
+    assert bool(regular.metric.log_solver.result_.converged.all())
+
+
+def test_far_points_on_a_tanh_mlp_raise_rank_deficient(mlp_space):
+    """At |z| = 1e6 every tanh saturates: J = 0 at the end points, refused before any Newton step."""
+    a, b = gs.array([[1e6, 0.0]]), gs.array([[0.0, 1e6]])
+    with pytest.raises(gp.RankDeficientJacobianError, match="2 of 2"):
+        mlp_space.metric.dist(a, b)
+
+
+def test_degenerate_pair_gives_up_at_capped_damping(dead_zone):
+    """Newton's system is singular in the dead zone: damping stops at its cap, the pair is given up."""
+    from geomstats_pullback.geodesics.discrete import MAX_DAMPING
+
+    path = gp.linear_path(gs.array([[-1.0, -1.0]]), gs.array([[1.0, 1.0]]), 17)
+    xtol = gs.array([1e-8])
+    result = discrete_geodesic(
+        dead_zone.decoder, 0.0, path, gs.array([1e-4]), xtol=xtol, max_iter=30, second_order=True
+    )
+    assert result.converged.tolist() == [False]
+    assert float(result.damping[0]) == MAX_DAMPING
+    assert bool(torch.isfinite(result.path).all())
+
+
+def test_trial_steps_outside_the_decoders_domain_are_refused_not_raised():
+    """sqrt is NaN at negative nodes: those trial paths are refused, the others decoded exactly."""
+    from geomstats_pullback.geodesics.discrete import decode_trials
+
+    decoder = gp.DecoderManifold(torch.sqrt, latent_dim=2, region=(gs.array([0.5, 0.5]), gs.array([1.0, 1.0]))).decoder
+    nodes = gs.array([[[1.0, 4.0]], [[-1.0, 1.0]], [[9.0, 16.0]], [[float("nan"), 1.0]]])  # [4 paths, 1 node, 2]
+    decoded, ok = decode_trials(decoder, nodes, gs.array([True, True, True, False]))
+    assert ok.tolist() == [True, False, True, False]
+    assert torch.equal(decoded[ok], torch.sqrt(nodes[ok]))
+
+
+def test_degenerate_pair_is_isolated_bit_for_bit(dead_zone):
+    """One pair through the dead zone: flagged; the regular pairs of its batch get exactly their lone results."""
+    healthy_a = gs.array([[0.6, 0.7], [1.4, 0.6], [0.9, 1.5]])
+    healthy_b = gs.array([[1.5, 1.2], [0.7, 1.3], [1.6, 0.8]])
+    a = torch.cat([healthy_a[:1], gs.array([[-1.0, -1.0]]), healthy_a[1:]])
+    b = torch.cat([healthy_b[:1], gs.array([[1.0, 1.0]]), healthy_b[1:]])
+    solver = dead_zone.metric.log_solver
+    with pytest.warns(gp.ConvergenceWarning, match="1 of 4"):
+        solver.log(b, a)
+    mixed = solver.result_
+    assert mixed.converged.tolist() == [True, False, True, True]
+    assert bool(torch.isfinite(mixed.tangent_vec).all())
+    healthy = [0, 2, 3]
+    for i, row in enumerate(healthy):
+        alone = solver.solve(healthy_b[i], healthy_a[i])
+        assert bool(alone.converged)
+        for name in ("tangent_vec", "path", "residual"):
+            assert torch.equal(getattr(mixed, name)[row], getattr(alone, name)), name
+
+
+def test_degenerate_pair_does_not_abort_pairwise_distances(dead_zone):
+    """Both pairs with (-1, -1) cross the dead zone: flagged; the job finishes and the third pair is right."""
+    X = gs.array([[-1.0, -1.0], [1.0, 1.0], [1.4, 0.7]])
+    with pytest.warns(gp.ConvergenceWarning):
+        result = gp.pairwise_distances(dead_zone.metric, X, block_size=3, progress=False)
+    assert result.converged.tolist() == [[True, False, False], [False, True, True], [False, True, True]]
+    expected = dead_zone.metric.dist(X[1], X[2])
+    assert float(result.dist[1, 2]) == pytest.approx(float(expected), rel=1e-12)
+
+
+# ------------------------------------------------------------------ dtypes, empty batches, autograd
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision_inputs_are_float64_latent_points(sphere_space, dtype):
+    a, b = torch.tensor([[1.2, 0.5]], dtype=dtype), torch.tensor([[1.0, -0.5]], dtype=dtype)
+    log = sphere_space.metric.log(b, a)
+    assert log.dtype == torch.float64
+    assert torch.equal(log, sphere_space.metric.log(b.double(), a.double()))
+    assert torch.equal(sphere_space.metric.dist(a, b), sphere_space.metric.dist(a.double(), b.double()))
+
+
+def test_empty_batch_gives_empty_results(sphere_space):
+    empty = gs.zeros((0, 2))
+    metric = sphere_space.metric
+    assert metric.log(empty, empty).shape == (0, 2)
+    assert metric.dist(empty, empty).shape == (0,)
+    assert metric.log_solver.solve(empty, gs.zeros(2)).path.shape == (0, metric.log_solver.n_nodes, 2)

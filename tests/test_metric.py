@@ -249,3 +249,43 @@ def test_conv8_exp_log_round_trip(case):
     assert float((end - z).abs().max()) > 0.1
     torch.testing.assert_close(space.metric.log(end, z), v, atol=case.solver_tol * float(v.abs().max()), rtol=0)
     torch.testing.assert_close(space.metric.dist(z, end), space.metric.norm(v, z), atol=case.solver_tol, rtol=0)
+
+
+# ---------------------------------------------------------------- input dtypes and empty batches
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
+def test_input_dtypes_are_cast_to_float64(mlp_space, dtype):
+    """Latent points are float64 whatever the input type: same result as the float64 of the same values."""
+    metric = mlp_space.metric
+    z, v = torch.tensor([[0.5, -0.25], [1.0, 0.75]]).to(dtype), torch.tensor([[0.25, 0.5]]).to(dtype)
+    z64, v64 = z.double(), v.double()
+    assert metric.metric_matrix(z).dtype == torch.float64
+    assert torch.equal(metric.metric_matrix(z), metric.metric_matrix(z64))
+    assert torch.equal(metric.inner_product(v, v, z), metric.inner_product(v64, v64, z64))
+    assert torch.equal(metric.scalar_curvature(z), metric.scalar_curvature(z64))
+
+
+def test_empty_batches_give_empty_results(mlp_space):
+    metric, empty = mlp_space.metric, gs.zeros((0, 2))
+    output_dim = metric.decoder.output_dim
+    expected = {
+        "metric_matrix": (0, 2, 2),
+        "cometric_matrix": (0, 2, 2),
+        "inner_product_derivative_matrix": (0, 2, 2, 2),
+        "christoffels": (0, 2, 2, 2),
+        "second_fundamental_form": (0, output_dim, 2, 2),
+        "mean_curvature_vector": (0, output_dim),
+        "riemann_tensor": (0, 2, 2, 2, 2),
+        "scalar_curvature": (0,),
+    }
+    for name, shape in expected.items():
+        assert getattr(metric, name)(empty).shape == shape, name
+    assert metric.inner_product(empty, empty, empty).shape == (0,)
+    assert metric.inner_product(empty, empty, gs.zeros(2)).shape == (0,)
+    assert metric.squared_norm(empty, gs.zeros((3, 0, 2))).shape == (3, 0)
+    assert metric.sectional_curvature(empty, empty, empty).shape == (0,)
+    assert metric.curvature(empty, empty, empty, empty).shape == (0, 2)
+    assert metric.squared_dist(empty, empty).shape == (0,)
+    assert metric.dist(empty, gs.zeros(2)).shape == (0,)
+    assert metric.log(empty, empty).shape == (0, 2)

@@ -37,6 +37,8 @@ MAX_DAMPING_TRIES = 12
 SECOND_ORDER_REFRESH = 3
 #: Levenberg-Marquardt parameters below which a step is nearly Newton's.
 NEAR_NEWTON_DAMPING = 1e-3
+#: Largest Levenberg-Marquardt parameter: a pair whose step is refused at it is given up (not converged).
+MAX_DAMPING = 1e10
 
 
 class DiscreteGeodesic(NamedTuple):
@@ -61,6 +63,41 @@ def discrete_energy(decoded, path, eps):
 def interior_jacobians(decoder, path):
     """Jacobians at the interior nodes of ``path [B, N+1, d]``, one decoder call: ``[B*(N-1), D, d]``."""
     return decoder.jacobian(gs.reshape(path[:, 1:-1], (-1, path.shape[-1])))
+
+
+def decode_trials(decoder, nodes, usable):
+    """The decoder at the nodes of the usable trial paths, isolating those where it fails.
+
+    A batch where the decoder raises :class:`FloatingPointError` (NaN or inf
+    output) is split in halves until the failing paths are alone.
+
+    Parameters
+    ----------
+    nodes : [S, M, d]
+        Trial nodes; only the rows where ``usable [S]`` are decoded.
+
+    Returns
+    -------
+    decoded : [S, M, D]
+        Zero on the rows not decoded.
+    ok : [S], bool
+        ``usable`` and decoded without failure.
+    """
+    rows = gs.where(usable)[0]
+    out = gs.zeros(nodes.shape[:2] + (decoder.output_dim,), dtype=nodes.dtype)
+    if rows.shape[0] == 0:
+        return out, gs.zeros(usable.shape, dtype=bool)
+    try:
+        out[rows] = decode_nodes(decoder, nodes[rows])
+    except FloatingPointError:
+        if rows.shape[0] == 1:
+            return out, gs.zeros(usable.shape, dtype=bool)
+        half = gs.zeros(usable.shape, dtype=bool)
+        half[rows[: rows.shape[0] // 2]] = True
+        first, ok_first = decode_trials(decoder, nodes, half)
+        second, ok_second = decode_trials(decoder, nodes, usable & ~half)
+        return gs.where(ok_first[:, None, None], first, second), ok_first | ok_second
+    return out, usable
 
 
 def newton_system(decoder, eps, path, decoded):
@@ -127,7 +164,12 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     Each iteration factorises ``H + lambda s I`` (``s`` the Gauss-Newton
     diagonal scale of each node, ``lambda`` per pair) and accepts the step
     where the energy does not increase; ``lambda`` shrinks tenfold on success
-    and grows tenfold on failure. The Gauss-Newton blocks are recomputed every
+    and grows tenfold on failure, up to ``MAX_DAMPING``: a pair whose step
+    is refused there (a degenerate metric: ``H`` singular even when damped, or
+    steps that leave the decoder's domain) is given up and flagged not
+    converged; the others go on. Steps with a non-finite node are refused
+    without calling the decoder, and so are steps where the decoder returns
+    NaN or inf (:func:`decode_trials`). The Gauss-Newton blocks are recomputed every
     iteration, the second-order part (if ``second_order``) every
     ``SECOND_ORDER_REFRESH`` iterations: it changes slowly, and the step
     acceptance keeps the method monotone. Without it, this is Levenberg-Marquardt
@@ -154,10 +196,11 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     decoded = decode_nodes(decoder, path)
     energy = discrete_energy(decoded, path, eps)
     converged = gs.zeros(n_pairs, dtype=bool)
+    given_up = gs.zeros(n_pairs, dtype=bool)
     second = gs.zeros((n_pairs, n_nodes - 2, dim, dim), dtype=path.dtype)
     n_iter = 0
     for iteration in range(max_iter):
-        active = gs.where(~converged)[0]
+        active = gs.where(~converged & ~given_up)[0]
         if active.shape[0] == 0:
             break
         n_iter += 1
@@ -177,21 +220,33 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             damped = diag[sel] + (lam[:, None] * scale[sel])[..., None, None] * eye
             factors, positive = _blocktridiag.factor(damped, upper[sel])
             step = _blocktridiag.solve(factors, -grad[sel][..., None])[..., 0]  # [S, N-1, d]
-            trial = gs.concatenate([path[rows, :1], path[rows, 1:-1] + step, path[rows, -1:]], axis=1)
-            trial_decoded = gs.concatenate(
-                [decoded[rows, :1], decode_nodes(decoder, trial[:, 1:-1]), decoded[rows, -1:]], axis=1
-            )
-            trial_energy = discrete_energy(trial_decoded, trial, eps)
             step_size = gs.amax(gs.reshape(gs.abs(step), (step.shape[0], -1)), axis=1)
+            # NaN compares false: a non-finite step is neither small nor tried.
+            usable = positive & (step_size < float("inf"))
+            step = gs.where(usable[:, None, None], step, 0.0)
+            trial = gs.concatenate([path[rows, :1], path[rows, 1:-1] + step, path[rows, -1:]], axis=1)
+            interior, decoded_ok = decode_trials(decoder, trial[:, 1:-1], usable)
+            trial_decoded = gs.concatenate([decoded[rows, :1], interior, decoded[rows, -1:]], axis=1)
+            usable = usable & decoded_ok
+            trial_energy = gs.where(usable, discrete_energy(trial_decoded, trial, eps), float("inf"))
             near_newton = lam <= NEAR_NEWTON_DAMPING
-            small = positive & (step_size <= xtol[rows]) & near_newton
+            small = usable & (step_size <= xtol[rows]) & near_newton
             # A relative slack of 1e-12 keeps rounding from blocking the last steps.
-            accept = positive & (trial_energy <= energy[rows] * (1 + 1e-12))
+            accept = usable & (trial_energy <= energy[rows] * (1 + 1e-12))
             take = gs.where(accept)[0]
             path = scatter(path, rows[take], trial[take])
             decoded = scatter(decoded, rows[take], trial_decoded[take])
             energy = scatter(energy, rows[take], trial_energy[take])
-            damping = scatter(damping, rows, gs.where(accept, gs.maximum(lam / 10, 1e-12), lam * 10))
+            refused = ~(accept | small)
+            stuck = refused & (lam >= MAX_DAMPING)
+            damping = scatter(
+                damping, rows, gs.where(accept, gs.maximum(lam / 10, 1e-12), gs.minimum(lam * 10, MAX_DAMPING))
+            )
             converged = scatter(converged, rows, converged[rows] | small)
-            pending = scatter(pending, sel, ~(accept | small))
+            given_up = scatter(given_up, rows, given_up[rows] | stuck)
+            pending = scatter(pending, sel, refused & ~stuck)
+        if bool(gs.any(given_up[active])):
+            logger.debug(
+                "%d pair(s) given up: step refused at damping %g", int(gs.sum(gs.cast(given_up, gs.int64))), MAX_DAMPING
+            )
     return DiscreteGeodesic(path, decoded, converged, n_iter, damping)

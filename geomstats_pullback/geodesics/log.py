@@ -25,7 +25,11 @@ converged, and the residual is not measured (NaN).
 
 Pairs where ``exp`` fails (NaN, a singular metric along the way, as in a
 chart's singular point) are isolated and flagged as not converged; the other
-pairs of the batch are unaffected.
+pairs of the batch are unaffected. So are pairs whose discrete stage cannot
+proceed (a metric degenerate between the end points: :mod:`.discrete` caps
+its damping and gives them up). A metric singular at an end point is refused
+up front (:class:`~geomstats_pullback.errors.RankDeficientJacobianError`,
+unless ``eps > 0`` regularises it).
 
 Hard problems (far-apart points, decoders with holes, as stochastic decoders
 have) may need a better start than the straight latent line: pass ``init``, a
@@ -42,6 +46,7 @@ import numpy as np
 from geomstats.numerics.geodesic import LogSolver
 from geomstats.numerics.path import UniformlySampledDiscretePath
 
+from geomstats_pullback import kernels
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float, check_integer, warn_unconverged
 from geomstats_pullback.geodesics.batched import scatter
 from geomstats_pullback.geodesics.correction import end_point_sensitivity, fourth_order_correction
@@ -206,7 +211,13 @@ class GeodesicBVPSolver(LogSolver):
         Returns
         -------
         result : GeodesicBVPResult
-            Also kept as :attr:`result_`.
+            Also kept as :attr:`result_`. Empty arrays for an empty batch.
+
+        Raises
+        ------
+        RankDeficientJacobianError
+            If the metric is singular at an end point (see
+            :func:`~geomstats_pullback.kernels.require_full_rank_at`).
         """
         dim = self._space.dim
         point = as_latent(point, dim, "point")
@@ -218,6 +229,19 @@ class GeodesicBVPSolver(LogSolver):
             if initial_path.ndim < 2 or initial_path.shape[-2] != self.n_nodes:
                 raise ValueError(f"initial_path must have shape {shape}, got {tuple(initial_path.shape)}.")
             initial_path = gs.reshape(gs.broadcast_to(initial_path, shape), (-1, self.n_nodes, dim))
+        if start.shape[0] == 0:
+            empty = gs.zeros(batch_shape + (dim,), dtype=start.dtype)
+            path = gs.zeros(batch_shape + (self.n_nodes, dim), dtype=start.dtype)
+            result = GeodesicBVPResult(empty, path, gs.ones(batch_shape, dtype=bool), gs.zeros(batch_shape), 0, 0)
+            self.result_ = result
+            return result
+        metric = self._space.metric
+        kernels.require_full_rank_at(
+            self._space.decoder,
+            gs.concatenate([start, end]),
+            eps=metric.eps,
+            rank_rtol=getattr(metric, "rank_rtol", kernels.DEFAULT_RANK_RTOL),
+        )
         jacobian_entries = self.n_nodes * self._space.decoder.output_dim * dim
         chunk = max(1, MAX_JACOBIAN_ENTRIES // jacobian_entries)
         parts = [
