@@ -522,3 +522,14 @@ def test_empty_batch_gives_empty_results(sphere_space):
     assert metric.log(empty, empty).shape == (0, 2)
     assert metric.dist(empty, empty).shape == (0,)
     assert metric.log_solver.solve(empty, gs.zeros(2)).path.shape == (0, metric.log_solver.n_nodes, 2)
+
+
+def test_log_tracking_gradients_emits_no_user_warning(sphere_space, caplog):
+    """A debug log line must not convert a tensor that requires grad to a float."""
+    caplog.set_level("DEBUG", logger="geomstats_pullback")
+    a = torch.tensor([1.2, 0.5], dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        log = sphere_space.metric.log(gs.array([1.0, -0.5]), a)
+    assert log.requires_grad
+    assert any("Shooting iteration" in message for message in caplog.messages)

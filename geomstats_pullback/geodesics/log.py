@@ -48,7 +48,7 @@ from geomstats.numerics.path import UniformlySampledDiscretePath
 
 from geomstats_pullback import kernels
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float, check_integer, warn_unconverged
-from geomstats_pullback.geodesics.batched import scatter
+from geomstats_pullback.geodesics.batched import reported, scatter
 from geomstats_pullback.geodesics.correction import end_point_sensitivity, fourth_order_correction
 from geomstats_pullback.geodesics.discrete import discrete_geodesic
 from geomstats_pullback.geodesics.graph_init import graph_paths
@@ -289,7 +289,7 @@ class GeodesicBVPSolver(LogSolver):
         n_failed = int(gs.sum(gs.cast(~converged, gs.int64)))
         if n_failed:
             if self.shooting:
-                worst = float(gs.amax(gs.where(converged, 0.0, result.residual)))
+                worst = reported(gs.amax(gs.where(converged, 0.0, result.residual)))
                 how = (
                     f"largest residual |exp(log) - point| = {worst:.3g}, "
                     f"tol {self.tol_:g} relative to |point - base_point|"

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import geomstats.backend as gs
 
 from geomstats_pullback.errors import RankDeficientJacobianError
-from geomstats_pullback.geodesics.batched import scatter
+from geomstats_pullback.geodesics.batched import reported, scatter
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,13 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
         reached, ok = guarded_exp(exp, trial[active], start[active])
         error = gs.where(ok[:, None], reached - end[active], gs.zeros_like(reached))  # [A, d]
         norm = gs.where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
-        logger.debug(
-            "Shooting iteration %d: %d pairs, largest residual %.3g", n_calls, active.shape[0], float(gs.amax(norm))
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Shooting iteration %d: %d pairs, largest residual %.3g",
+                n_calls,
+                active.shape[0],
+                reported(gs.amax(norm)),
+            )
         improved = norm < residual[active]
         # Broyden update from the secant (trial - best, error - best_error), where a best exists.
         secant = ok & (residual[active] < float("inf"))
