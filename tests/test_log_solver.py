@@ -447,6 +447,11 @@ def test_far_points_on_a_tanh_mlp_raise_rank_deficient(mlp_space):
     a, b = gs.array([[1e6, 0.0]]), gs.array([[0.0, 1e6]])
     with pytest.raises(gp.RankDeficientJacobianError, match="2 of 2"):
         mlp_space.metric.dist(a, b)
+    # With eps > 0 it is solved: sqrt(eps) |b - a| <= d <= the length of the straight line.
+    regular = gp.DecoderManifold(mlp_space.decoder, latent_dim=2, metric_kwargs={"eps": 1e-8})
+    dist = float(regular.metric.dist(a, b)[0])
+    assert bool(regular.metric.log_solver.result_.converged.all())
+    assert 1e-4 * 2**0.5 * 1e6 <= dist <= float(gp.path_length(regular, gp.linear_path(a, b, 257))[0]) * (1 + 1e-9)
 
 
 def test_degenerate_pair_gives_up_at_capped_damping(dead_zone):
