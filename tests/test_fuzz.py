@@ -357,7 +357,7 @@ KNOWN_DEFECTS = {
     **{(op, kind): _xfail(f"{kind} input to {op}: {_INDEX_PUT}") for op in ("log", "geodesic") for kind in ("float32", "float16", "bfloat16", "mixed")},
     **{("dist", kind): _xfail(f"{kind} input to dist: {_INDEX_PUT}") for kind in ("float32", "bfloat16", "mixed")},
     **{
-        ("linear_path", kind): _xfail(f"{kind} input is not cast: linear_path interpolates in {kind} and misses its end points")
+        ("linear_path", kind): _xfail(f"{kind} input is not cast: linear_path computes end - start in {kind} and misses its end point")
         for kind in ("float16", "bfloat16")
     },
     ("pairwise_distances", "bfloat16"): _xfail("bfloat16 points reach numpy (TypeError: Got unsupported ScalarType BFloat16)"),
