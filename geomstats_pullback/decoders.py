@@ -54,8 +54,8 @@ class Decoder:
         self.output_dim = math.prod(self.data_shape)
 
     def _flat(self, z):
-        """Flattened decoder output ``[B, D]`` (native arrays)."""
-        return self._call(z).reshape(z.shape[0], -1)
+        """Flattened decoder output ``[B, D]`` (native arrays; ``B`` may be 0)."""
+        return self._call(z).reshape(z.shape[0], self.output_dim)
 
     def _checked(self, out, z):
         if not bool(self._all_finite(out)):

@@ -35,7 +35,7 @@ def decode_nodes(decoder, nodes):
     decoded : array-like, shape=[B, n_nodes, D]
     """
     n_paths, n_nodes, dim = nodes.shape
-    return gs.reshape(decoder(gs.reshape(nodes, (-1, dim))), (n_paths, n_nodes, -1))
+    return gs.reshape(decoder(gs.reshape(nodes, (-1, dim))), (n_paths, n_nodes, decoder.output_dim))
 
 
 def straight_lines(start, end, n_nodes):

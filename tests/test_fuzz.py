@@ -351,25 +351,11 @@ def _xfail(reason):
     return pytest.mark.xfail(strict=True, reason=f"issue 13: {reason}")
 
 
-# Parametrisations today's library fails (see the module docstring).
-_INDEX_PUT = "log's shooting writes float64 updates into a tensor of the input's dtype (RuntimeError: Index put requires the source and destination dtypes match)"
-KNOWN_DEFECTS = {
-    **{(op, kind): _xfail(f"{kind} input to {op}: {_INDEX_PUT}") for op in ("log", "geodesic") for kind in ("float32", "float16", "bfloat16", "mixed")},
-    **{("dist", kind): _xfail(f"{kind} input to dist: {_INDEX_PUT}") for kind in ("float32", "bfloat16", "mixed")},
-    **{
-        ("linear_path", kind): _xfail(f"{kind} input is not cast: linear_path computes end - start in {kind} and misses its end point")
-        for kind in ("float16", "bfloat16")
-    },
-    ("pairwise_distances", "bfloat16"): _xfail("bfloat16 points reach numpy (TypeError: Got unsupported ScalarType BFloat16)"),
-}
-
-
 def _params(kinds):
     params = []
     for op in OPERATIONS:
         for kind in kinds:
-            marks = [KNOWN_DEFECTS[op, kind]] if (op, kind) in KNOWN_DEFECTS else []
-            params.append(pytest.param(op, kind, id=f"{op}-{kind}", marks=marks))
+            params.append(pytest.param(op, kind, id=f"{op}-{kind}"))
     return params
 
 
@@ -389,9 +375,9 @@ _RESHAPE = "RuntimeError: cannot reshape tensor of 0 elements into shape [0, -1]
 EMPTY_DEFECTS = {
     **{
         op: _xfail(f"empty batch to {op}: {_RESHAPE}")
-        for op in ("metric_matrix", "inner_product", "squared_norm", "exp", "parallel_transport", "sectional_curvature", "path_length")
+        for op in ("exp", "parallel_transport")
     },
-    **{op: _xfail(f"empty batch to {op}: IndexError: list index out of range (log solver)") for op in ("log", "dist", "geodesic")},
+    **{op: _xfail(f"empty batch to {op}: IndexError: list index out of range (log solver)") for op in ("log", "geodesic")},
 }
 
 
