@@ -182,7 +182,7 @@ def callable_digest(obj):
     except _Unfingerprintable as error:
         where, kind = error.args
         raise DistanceStoreError(
-            f"Cannot fingerprint the decoder for the distance store: {where} is a {kind}, whose state "
+            f"Cannot fingerprint the decoder for the distance store: {where} is of type {kind}, whose state "
             "cannot be digested. Pass decoder_id='<a name that changes whenever the decoder does>' "
             "to identify the decoder yourself."
         ) from None
