@@ -12,12 +12,19 @@ import socket
 import subprocess
 import sys
 import textwrap
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _distance_cases import MLP_BLOCK, Gate, mlp_metric, mlp_reference, mlp_x, n_stored, wait_until
+from _distance_cases import (
+    MLP_BLOCK,
+    Gate,
+    mlp_metric,
+    mlp_reference,
+    mlp_x,
+    n_stored,
+    wait_until,
+)
 
 import geomstats_pullback as gp
 from geomstats_pullback.distances import store as store_module
@@ -122,7 +129,8 @@ FAULTS = {
     "dist.npy a symbolic link": (
         True, lambda s, f: ((s / "dist.npy").unlink(), (s / "dist.npy").symlink_to(f / "dist.npy")),
         "refused", "symbolic link"),
-    "manifest.json garbage": (True, lambda s, f: (s / "manifest.json").write_text("{"), "refused", "Unreadable manifest"),
+    "manifest.json garbage": (
+        True, lambda s, f: (s / "manifest.json").write_text("{"), "refused", "Unreadable manifest"),
     "manifest.json a symbolic link": (
         True, lambda s, f: ((s / "manifest.json").unlink(), (s / "manifest.json").symlink_to(f / "manifest.json")),
         "refused", "symbolic link"),
@@ -138,7 +146,8 @@ FAULTS = {
         False, lambda s, f: shutil.copy(f / "blocks/0/1.npz", s / "blocks/0/1.npz"), "same", 1),
     "two blocks of equal size swapped": (
         False, lambda s, f: swap(s / "blocks/0/0.npz", s / "blocks/1/1.npz"), "same", 2),
-    "block without a digest (older format)": (False, lambda s, f: block_without_digest(s / "blocks/0/0.npz"), "same", 1),
+    "block without a digest (older format)": (
+        False, lambda s, f: block_without_digest(s / "blocks/0/0.npz"), "same", 1),
     "block deleted": (False, lambda s, f: (s / "blocks/0/1.npz").unlink(), "same", 1),
     "stray files in blocks/": (False, lambda s, f: stray_files(s), "same", 0),
     "temporary files left by a killed run": (
@@ -158,8 +167,10 @@ FAULTS = {
     "empty lock (killed while writing it)": (False, lambda s, f: write_lock(s, ""), "same", 0),
     "lock a symbolic link": (False, lambda s, f: (s / "lock").symlink_to(f / "manifest.json"), "same", 0),
     "lock of a live process": (
-        False, lambda s, f: write_lock(s, f"{os.getppid()} {socket.gethostname()}\n"), "refused", "locked by the running"),
-    "lock of another host": (False, lambda s, f: write_lock(s, "12345 another-host\n"), "refused", "on host another-host"),
+        False, lambda s, f: write_lock(s, f"{os.getppid()} {socket.gethostname()}\n"), "refused",
+        "locked by the running"),
+    "lock of another host": (
+        False, lambda s, f: write_lock(s, "12345 another-host\n"), "refused", "on host another-host"),
 }
 
 
@@ -265,7 +276,7 @@ def _wait_at_gate(process, store, gate, k):
 @pytest.mark.subprocess
 @pytest.mark.parametrize("k", [1, 2])
 def test_sigkill_at_block_k_resumes_bit_for_bit(tmp_path, k):
-    """SIGKILL while block k + 1 is held: k blocks stored, a stale lock and a partial matrix left; the resume matches."""
+    """SIGKILL while block k + 1 is held: k blocks, a stale lock and a partial matrix are left; the resume matches."""
     store, gate = tmp_path / "store", tmp_path / "gate"
     gate.mkdir()
     process = _gated_run(store, gate, k)

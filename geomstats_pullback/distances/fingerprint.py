@@ -81,7 +81,7 @@ class _StateHasher:
         self.seen = {}
 
     def __call__(self, value, where):
-        if isinstance(value, _SCALARS) or isinstance(value, enum.Enum):
+        if isinstance(value, (*_SCALARS, enum.Enum)):
             return (type(value).__qualname__, repr(value))
         if isinstance(value, np.generic):
             return (str(value.dtype), value.tobytes())

@@ -59,10 +59,10 @@ def _open_nofollow(path, flags=os.O_RDONLY):
     """A file descriptor of ``path`` (not a symbolic link); DistanceStoreError on a link."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError as error:
+    except OSError:
         if os.path.islink(path):
             raise DistanceStoreError(f"{path} is a symbolic link: a distance store must not hold links.") from None
-        raise error
+        raise
 
 
 def _write_atomically(path, write):
@@ -238,7 +238,8 @@ class BlockStore:
         if pid is not None and _pid_alive(pid):
             raise DistanceStoreError(
                 f"The distance store {self.path} is locked by the running process {pid}: another run is "
-                "writing it. Wait for it to finish, or use another folder."
+                f"writing it. Wait for it to finish, or use another folder (if that process is not a run on this "
+                f"store, its id was reused: delete {self._lock_path})."
             )
         # Dead (or unreadable, i.e. killed while writing its pid): move it aside, then check what was moved.
         aside = self.path / f"{_TEMP_PREFIX}lock-{os.getpid()}-{os.urandom(4).hex()}{_TEMP_SUFFIX}"
@@ -249,7 +250,9 @@ class BlockStore:
         moved = self._holder(aside)
         os.unlink(aside)
         if moved != (pid, host):
-            raise DistanceStoreError(f"Another run took the lock {self._lock_path} while this one took over a stale lock.")
+            raise DistanceStoreError(
+                f"Another run took the lock {self._lock_path} while this one took over a stale lock."
+            )
         logger.warning("Took over the lock of the distance store %s left by the dead process %s.", self.path, pid)
 
     def close(self):
