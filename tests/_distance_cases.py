@@ -103,22 +103,26 @@ def wait_until(condition, *, timeout, what):
 
 
 class Gate:
-    """A log solver's ``solve`` that lets the first block through and holds every later one until the gate opens.
+    """A log solver's ``solve`` that lets the first ``k`` blocks through and holds every later one until the gate opens.
 
     ``Gate(solver.solve, folder)`` stands in for the solver (Dask: it pickles), or
     ``solver.solve = Gate(solver.solve, folder).solve`` keeps the solver, and so the store's
-    fingerprint. The gate is a folder shared by all processes: ``ticket`` is taken by the first
-    caller (O_EXCL); later callers create ``waiting-<pid>`` and wait for ``open``.
+    fingerprint. The gate is a folder shared by all processes: the first ``k`` callers each take a
+    ticket ``ticket-<i>`` (O_EXCL); later callers create ``waiting-<pid>`` and wait for ``open``.
     """
 
-    def __init__(self, solve, folder):
-        self.inner, self.folder = solve, str(folder)
+    def __init__(self, solve, folder, k=1):
+        self.inner, self.folder, self.k = solve, str(folder), k
 
     def solve(self, point, base_point):
         folder = Path(self.folder)
-        try:
-            os.close(os.open(folder / "ticket", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
+        for i in range(self.k):
+            try:
+                os.close(os.open(folder / f"ticket-{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                break
+            except FileExistsError:
+                continue
+        else:
             (folder / f"waiting-{os.getpid()}").touch()
             wait_until((folder / "open").exists, timeout=300, what="the gate to open")
         return self.inner(point, base_point)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from sklearn.neighbors import KNeighborsClassifier, kneighbors_graph
 import geomstats_pullback as gp
 from geomstats_pullback import analytic
 from geomstats_pullback.distances import command as distances_command
+from geomstats_pullback.distances.fingerprint import job_fingerprint
 from geomstats_pullback.distances.neighbors import chord_candidates
 from geomstats_pullback.errors import ConvergenceWarning
 
@@ -240,6 +242,115 @@ def test_fingerprint_sees_decoder_weights(tmp_path):
     gp.pairwise_distances(mlp_metric(seed=1), X, out=tmp_path, progress=False)
     with pytest.raises(gp.DistanceStoreError, match="decoder"):
         gp.pairwise_distances(mlp_metric(seed=2), X, out=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------- what the fingerprint sees
+
+W = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], dtype=torch.float64)  # read by `linear_decoder`
+
+
+def linear_decoder(z):
+    """``z W``: a decoder whose weight is a module global."""
+    return torch.tanh(z @ W)
+
+
+class ScaledChart(torch.nn.Module):
+    """The sphere chart times a plain float attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = 1.0
+
+    def forward(self, z):
+        return self.scale * analytic.sphere_chart(z)
+
+
+class OpaqueDecoder:
+    """A callable object: its state is nothing the fingerprint can digest."""
+
+    def __call__(self, z):
+        return analytic.sphere_chart(z)
+
+
+def _small_run(decoder, out, **kwargs):
+    return gp.pairwise_distances(sphere_metric(decoder), sphere_points(3), block_size=3, out=out, progress=False,
+                                 **kwargs)
+
+
+def test_fingerprint_sees_a_plain_attribute_of_a_module(tmp_path):
+    chart = ScaledChart()
+    first = _small_run(chart, tmp_path)
+    chart.scale = 5.0
+    with pytest.raises(gp.DistanceStoreError, match="different decoder"):
+        _small_run(chart, tmp_path)
+    np.testing.assert_allclose(_small_run(chart, tmp_path / "new").dist, 5 * np.asarray(first.dist), rtol=1e-5)
+
+
+def test_fingerprint_sees_a_global_weight_changed_in_place_or_rebound(tmp_path, monkeypatch):
+    _small_run(linear_decoder, tmp_path)
+    assert _small_run(linear_decoder, tmp_path).stats.n_computed == 0
+    with torch.no_grad():
+        W[0, 2] = 2.0  # in place
+    try:
+        with pytest.raises(gp.DistanceStoreError, match="different decoder"):
+            _small_run(linear_decoder, tmp_path)
+    finally:
+        with torch.no_grad():
+            W[0, 2] = 0.5
+    monkeypatch.setitem(globals(), "W", 3 * W)  # rebound
+    with pytest.raises(gp.DistanceStoreError, match="different decoder"):
+        _small_run(linear_decoder, tmp_path)
+
+
+def test_fingerprint_sees_submodule_attributes_defaults_and_closures():
+    def decoder_digest(decoder):
+        return job_fingerprint(sphere_metric(decoder), np.zeros((1, 2)), np.zeros((1, 2)))["decoder"]
+
+    mlp = analytic.random_mlp((2, 4, 3))
+    before = decoder_digest(mlp)
+    mlp[1].note = "tanh"  # a plain attribute of a submodule
+    assert decoder_digest(mlp) != before
+    mlp.eval()
+    assert decoder_digest(mlp) != decoder_digest(mlp.train())
+
+    def with_default(z, scale=1.0):
+        return scale * analytic.sphere_chart(z)
+
+    before = decoder_digest(with_default)
+    with_default.__defaults__ = (2.0,)
+    assert decoder_digest(with_default) != before
+
+    def scaled(scale):
+        return lambda z: scale * analytic.sphere_chart(z)
+
+    assert decoder_digest(scaled(1.0)) != decoder_digest(scaled(2.0))
+    assert decoder_digest(scaled(1.0)) == decoder_digest(scaled(1.0))
+    assert decoder_digest(analytic.random_mlp((2, 4, 3))) == decoder_digest(analytic.random_mlp((2, 4, 3)))
+
+
+def test_what_cannot_be_fingerprinted_is_refused_unless_named(tmp_path):
+    with pytest.raises(gp.DistanceStoreError, match="OpaqueDecoder.*decoder_id"):
+        _small_run(OpaqueDecoder(), tmp_path / "refused")
+    assert not (tmp_path / "refused" / "manifest.json").exists()
+    lock = threading.Lock()
+
+    def reads_a_lock(z):
+        with lock:
+            return analytic.sphere_chart(z)
+
+    with pytest.raises(gp.DistanceStoreError, match="'lock' of the closure of .*reads_a_lock"):
+        _small_run(reads_a_lock, tmp_path / "refused")
+
+    first = _small_run(OpaqueDecoder(), tmp_path / "named", decoder_id="sphere chart v1")
+    assert _small_run(OpaqueDecoder(), tmp_path / "named", decoder_id="sphere chart v1").stats.n_computed == 0
+    with pytest.raises(gp.DistanceStoreError, match="different decoder"):
+        _small_run(OpaqueDecoder(), tmp_path / "named", decoder_id="sphere chart v2")
+    np.testing.assert_array_equal(first.dist, _small_run(analytic.sphere_chart, None).dist)
+    with pytest.raises(ValueError, match="decoder_id"):
+        _small_run(OpaqueDecoder(), tmp_path / "bad", decoder_id=3)
+    neighbors = gp.geodesic_kneighbors(sphere_metric(OpaqueDecoder()), sphere_points(4), n_neighbors=1,
+                                       out=tmp_path / "knn", decoder_id="sphere chart v1", progress=False)
+    assert neighbors.stats.n_computed == 1
 
 
 # ---------------------------------------------------------------- k-NN and scikit-learn

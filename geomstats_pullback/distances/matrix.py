@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from geomstats_pullback.distances.fingerprint import job_fingerprint
+from geomstats_pullback.distances.fingerprint import check_decoder_id, job_fingerprint
 from geomstats_pullback.distances.runner import (
     DEFAULT_BLOCK_SIZE,
     Block,
@@ -60,7 +60,9 @@ def _matrix_blocks(n, m, size, same):
     return blocks, n_blocks
 
 
-def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, client=None, out=None, progress=True):
+def pairwise_distances(
+    metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, client=None, out=None, decoder_id=None, progress=True
+):
     """Geodesic distance matrix of latent points, block by block.
 
     ``dist[i, j] = metric.dist(X[i], Y[j])``, computed by the metric's log
@@ -85,7 +87,14 @@ def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, clie
     out : str or os.PathLike, optional
         Folder of a store of finished blocks: the run resumes from it and only
         computes missing blocks. The matrices are then ``<out>/dist.npy`` and
-        ``<out>/converged.npy``, returned as memory maps.
+        ``<out>/converged.npy``, returned as read-only memory maps. The store
+        is locked while a run writes it; a finished store is only read.
+    decoder_id : str, optional
+        Identifies the decoder in the store's fingerprint instead of a digest
+        of its state: needed for decoders whose state cannot be digested (an
+        object with a ``__call__`` method, a function reading an object that
+        is not an array, number, container, function or module). You promise
+        that it changes whenever the decoder does. Only used with ``out``.
     progress : bool
         Show a progress bar (tqdm).
 
@@ -100,7 +109,9 @@ def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, clie
         If the points do not have shape ``[n, dim]`` or contain NaN or inf.
     DistanceStoreError
         If ``out`` holds a store of another computation (other decoder, points,
-        solver settings, shape or block size).
+        solver settings, shape or block size), holds a symbolic link, is
+        locked by another live run, or the decoder cannot be fingerprinted and
+        no ``decoder_id`` is given.
     OSError
         If ``out`` cannot be written.
 
@@ -120,23 +131,56 @@ def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, clie
     """
     X, Y, same = check_points(metric, X, Y, block_size)
     n, m = len(X), len(Y)
-    blocks, n_blocks = _matrix_blocks(n, m, block_size, same)
+    if out is None:
+        check_decoder_id(decoder_id)
+        dist, converged = np.zeros((n, m)), _unconverged(n, m, same)
+        stats = _compute(metric, X, Y, same, block_size, dist, converged, store=None, client=client, progress=progress)
+        warn_unconverged_pairs(converged, "pairs")
+        return PairwiseDistances(dist, converged, stats)
 
-    store = None
-    if out is not None:
-        job = {"kind": "pairwise_distances", "shape": [n, m], "symmetric": same, "block_size": block_size}
-        store = BlockStore(out, job=job, fingerprint=job_fingerprint(metric, X, Y))
+    job = {"kind": "pairwise_distances", "shape": [n, m], "symmetric": same, "block_size": block_size}
+    with BlockStore(out, job=job, fingerprint=job_fingerprint(metric, X, Y, decoder_id=decoder_id)) as store:
         if store.complete:
-            dist = np.load(store.path / "dist.npy", mmap_mode="r")
-            converged = np.load(store.path / "converged.npy", mmap_mode="r")
-            warn_unconverged_pairs(converged, "pairs")
-            return PairwiseDistances(dist, converged, BlockRunStats(n_blocks, 0, 0, 0.0, 0.0))
-        # Rebuilt from the blocks on every unfinished run: the blocks are the record.
-        dist = np.lib.format.open_memmap(store.path / "dist.npy", mode="w+", dtype=np.float64, shape=(n, m))
-        converged = np.lib.format.open_memmap(store.path / "converged.npy", mode="w+", dtype=bool, shape=(n, m))
-        converged[...] = True
-    else:
-        dist, converged = np.zeros((n, m)), np.ones((n, m), dtype=bool)
+            dist = store.load_matrix("dist.npy", np.float64, (n, m))
+            converged = store.load_matrix("converged.npy", bool, (n, m))
+            if dist is not None and converged is not None:
+                warn_unconverged_pairs(converged, "pairs")
+                n_blocks = _matrix_blocks(n, m, block_size, same)[1]
+                return PairwiseDistances(dist, converged, BlockRunStats(n_blocks, 0, 0, 0.0, 0.0))
+            store.reopen()
+        # Built from the blocks under temporary names, renamed when complete: the blocks are the record.
+        dist_path, dist = store.temporary_matrix(np.float64, (n, m), 0.0)
+        converged_path, converged = store.temporary_matrix(bool, (n, m), False)
+        if same:
+            np.fill_diagonal(converged, True)
+        try:
+            stats = _compute(
+                metric, X, Y, same, block_size, dist, converged, store=store, client=client, progress=progress
+            )
+            store.publish(dist_path, dist, "dist.npy")
+            store.publish(converged_path, converged, "converged.npy")
+        finally:
+            del dist, converged
+            for path in (dist_path, converged_path):
+                path.unlink(missing_ok=True)
+        store.mark_complete(["dist.npy", "converged.npy"])
+        dist = np.load(store.path / "dist.npy", mmap_mode="r")
+        converged = np.load(store.path / "converged.npy", mmap_mode="r")
+    warn_unconverged_pairs(converged, "pairs")
+    return PairwiseDistances(dist, converged, stats)
+
+
+def _unconverged(n, m, same):
+    """Flags before any block is solved: False, but True on the diagonal of a symmetric matrix (0, exact)."""
+    converged = np.zeros((n, m), dtype=bool)
+    if same:
+        np.fill_diagonal(converged, True)
+    return converged
+
+
+def _compute(metric, X, Y, same, block_size, dist, converged, *, store, client, progress):
+    """Fill ``dist`` and ``converged`` ``[n, m]`` block by block; returns the run's statistics."""
+    blocks, n_blocks = _matrix_blocks(len(X), len(Y), block_size, same)
 
     def collect(block, block_dist, block_converged):
         rows, cols = pair_indices(block.pairs, block.rows.stop - block.rows.start, block.cols.stop - block.cols.start)
@@ -145,10 +189,4 @@ def pairwise_distances(metric, X, Y=None, *, block_size=DEFAULT_BLOCK_SIZE, clie
         if same:
             dist[cols, rows], converged[cols, rows] = block_dist, block_converged
 
-    stats = run_blocks(metric, X, Y, blocks, n_blocks, collect, store=store, client=client, progress=progress)
-    if store is not None:
-        dist.flush()
-        converged.flush()
-        store.mark_complete()
-    warn_unconverged_pairs(converged, "pairs")
-    return PairwiseDistances(dist, converged, stats)
+    return run_blocks(metric, X, Y, blocks, n_blocks, collect, store=store, client=client, progress=progress)

@@ -19,7 +19,7 @@ from scipy.sparse import csr_matrix
 from sklearn.neighbors import NearestNeighbors
 
 from geomstats_pullback._validation import check_integer
-from geomstats_pullback.distances.fingerprint import job_fingerprint
+from geomstats_pullback.distances.fingerprint import check_decoder_id, job_fingerprint
 from geomstats_pullback.distances.runner import (
     DEFAULT_BLOCK_SIZE,
     Block,
@@ -118,7 +118,7 @@ def chord_candidates(data_x, data_y, n_candidates, exclude_self):
 
 def geodesic_kneighbors(
     metric, X, Y=None, *, n_neighbors=5, n_candidates=None, block_size=DEFAULT_BLOCK_SIZE, client=None, out=None,
-    progress=True,
+    decoder_id=None, progress=True,
 ):
     """Geodesic k-nearest neighbours, solving geodesics only for prefiltered candidates.
 
@@ -148,6 +148,9 @@ def geodesic_kneighbors(
         As in :func:`~geomstats_pullback.distances.matrix.pairwise_distances`.
     out : str or os.PathLike, optional
         Folder of a store of finished blocks, as in
+        :func:`~geomstats_pullback.distances.matrix.pairwise_distances`.
+    decoder_id : str, optional
+        Names the decoder in the store's fingerprint, as in
         :func:`~geomstats_pullback.distances.matrix.pairwise_distances`.
     progress : bool
         Show a progress bar.
@@ -190,24 +193,28 @@ def geodesic_kneighbors(
         return Block((i,), rows, cols, pairs, nb * n_candidates)
 
     n_blocks = -(-n // block_size)
-    store = None
-    if out is not None:
-        job = {"kind": "geodesic_kneighbors", "shape": [n, len(Y)], "symmetric": same, "block_size": block_size,
-               "n_candidates": n_candidates}
-        store = BlockStore(out, job=job, fingerprint=job_fingerprint(metric, X, Y))
-
-    geodesic, candidate_converged = np.empty((n, n_candidates)), np.empty((n, n_candidates), dtype=bool)
+    geodesic, candidate_converged = np.empty((n, n_candidates)), np.zeros((n, n_candidates), dtype=bool)
 
     def collect(block, block_dist, block_converged):
         geodesic[block.rows] = block_dist.reshape(-1, n_candidates)
         candidate_converged[block.rows] = block_converged.reshape(-1, n_candidates)
 
-    stats = run_blocks(
-        metric, X, Y, (block(i) for i in range(n_blocks)), n_blocks, collect, store=store, client=client,
-        progress=progress,
-    )
-    if store is not None:
-        store.mark_complete()
+    def compute(store):
+        return run_blocks(
+            metric, X, Y, (block(i) for i in range(n_blocks)), n_blocks, collect, store=store, client=client,
+            progress=progress,
+        )
+
+    if out is None:
+        check_decoder_id(decoder_id)
+        stats = compute(None)
+    else:
+        job = {"kind": "geodesic_kneighbors", "shape": [n, len(Y)], "symmetric": same, "block_size": block_size,
+               "n_candidates": n_candidates}
+        with BlockStore(out, job=job, fingerprint=job_fingerprint(metric, X, Y, decoder_id=decoder_id)) as store:
+            stats = compute(store)
+            if not store.complete:
+                store.mark_complete()
 
     order = np.argsort(geodesic, axis=1, kind="stable")[:, :n_neighbors]
     dist = np.take_along_axis(geodesic, order, axis=1)
@@ -249,7 +256,7 @@ def geodesic_kneighbors_graph(metric, X, Y=None, *, n_neighbors=5, **kwargs):
     n_neighbors : int
         Neighbours per row (besides the point itself when ``Y`` is None).
     **kwargs
-        ``n_candidates``, ``block_size``, ``client``, ``out``, ``progress`` of
+        ``n_candidates``, ``block_size``, ``client``, ``out``, ``decoder_id``, ``progress`` of
         :func:`geodesic_kneighbors`.
 
     Returns
