@@ -76,7 +76,7 @@ def _check_paths(config):
 
 def run_demo(config):
     """:func:`geomstats_pullback.demo.run` (imported on first use: it pulls matplotlib and scikit-learn)."""
-    from geomstats_pullback.demo import run
+    from geomstats_pullback.demo.run import run
 
     return run(config)
 
