@@ -185,6 +185,28 @@ def test_distances_nan_eps_exits_2_in_one_line(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and "eps must be" in err, err
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "No such file or directory"),
+        (b"hello", "is not a .npy file of numbers"),
+        (np.array([[0.0, 0.0], [np.nan, 1.0]]), "contains NaN or inf"),
+        (np.array([[True, False]]), "must hold real numbers, got dtype bool"),
+        (np.array([[1, "a"]], dtype=object), "is not a .npy file of numbers"),
+        (np.zeros((0, 2)), "got shape (0, 2)"),
+        (np.zeros((2, 2, 2)), "must hold an array of shape [n, d]"),
+    ],
+)
+def test_distances_bad_codes_file_exits_2_in_one_line(content, message, tmp_path, capsys):
+    path = tmp_path / "codes.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        np.save(path, content, allow_pickle=True)
+    code, _, err = _run(["distances", str(path), "--analytic", "cylinder", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
 def _small_mlp():
     torch.manual_seed(0)
     return torch.nn.Sequential(

@@ -159,9 +159,16 @@ def _run(args):
     import torch
 
     torch.set_num_threads(check_integer(args.threads, "--threads", low=1))
-    codes = np.load(args.codes)
-    if codes.ndim != 2:
-        raise ValueError(f"{args.codes} must hold an array of shape [n, d], got shape {codes.shape}.")
+    try:
+        codes = np.load(args.codes, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{args.codes} is not a .npy file of numbers ({error}).") from error
+    if not isinstance(codes, np.ndarray) or codes.ndim != 2:
+        raise ValueError(f"{args.codes} must hold an array of shape [n, d], got shape {np.shape(codes)}.")
+    if codes.dtype.kind not in "iuf":
+        raise ValueError(f"{args.codes} must hold real numbers, got dtype {codes.dtype}.")
+    if not np.isfinite(codes).all():
+        raise ValueError(f"{args.codes} contains NaN or inf.")
     decoder, decoder_name = _load_decoder(args)
     try:
         space = DecoderManifold(decoder, latent_dim=codes.shape[1], metric_kwargs={"eps": args.eps})
