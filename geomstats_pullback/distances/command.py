@@ -85,6 +85,12 @@ def configure_parser(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _first_line(error):
+    """The first line of an exception's message, or its class name if it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _entry_point(spec):
     """The object ``MODULE:ATTR`` names (``ATTR`` may be dotted); the current directory is importable."""
     module_name, sep, attr = spec.partition(":")
@@ -120,8 +126,8 @@ def _load_state_dict_decoder(args):
     try:
         state = torch.load(args.state_dict, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"--state-dict {args.state_dict}: not a weights-only state dict ({first}).") from error
+        message = f"--state-dict {args.state_dict}: not a weights-only state dict ({_first_line(error)})."
+        raise ValueError(message) from error
     if not isinstance(state, dict) or not all(torch.is_tensor(value) for value in state.values()):
         raise ValueError(f"--state-dict {args.state_dict}: expected a dict of tensors (module.state_dict()).")
     module = build()
@@ -174,9 +180,9 @@ def _run(args):
         space = DecoderManifold(decoder, latent_dim=codes.shape[1], metric_kwargs={"eps": args.eps})
     except (RuntimeError, TypeError, IndexError, FloatingPointError) as error:
         # the decoder is probed at a latent code of dimension d when the manifold is built
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
-            f"The decoder cannot decode the latent codes of {args.codes} (dimension {codes.shape[1]}): {first}"
+            f"The decoder cannot decode the latent codes of {args.codes} (dimension {codes.shape[1]}): "
+            f"{_first_line(error)}"
         ) from error
     kwargs = {"block_size": args.block_size, "out": args.out, "progress": not args.no_progress}
     if args.scheduler is None:
