@@ -2,8 +2,13 @@
 
 Importing this package selects geomstats' ``pytorch`` backend when no backend
 was chosen, and raises ``ImportError`` if geomstats already runs on a backend
-that cannot differentiate a decoder (see ``GEOMSTATS_BACKEND``).
+that cannot differentiate a decoder (see ``GEOMSTATS_BACKEND``). It does not
+import scikit-learn, pandas or matplotlib: :class:`PullbackFrechetMean` (a
+scikit-learn estimator) is imported on first use, and the demo and the
+command line are submodules imported only when asked for.
 """
+
+import importlib
 
 from geomstats_pullback._backend import select_backend
 
@@ -35,10 +40,24 @@ from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, G
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
-from geomstats_pullback.statistics import PullbackFrechetMean  # noqa: E402
 from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
 
 __version__ = "0.1.0"
+
+_LAZY = {"PullbackFrechetMean": "geomstats_pullback.statistics"}  # name -> module importing scikit-learn
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "analogy",

@@ -14,11 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
-from geomstats_pullback.distances import command as distances_command
-from geomstats_pullback.demo import run as run_demo
 from geomstats_pullback.demo.config import add_arguments, config_from_args
+from geomstats_pullback.distances import command as distances_command
 from geomstats_pullback.errors import CheckpointError, UsageError
 
 PROG = "geomstats-pullback"
@@ -44,12 +41,20 @@ The full run takes a few minutes on 2 CPU cores; --quick takes seconds."""
 
 
 def _check_paths(config):
-    """Raise :class:`UsageError` for an unusable ``--out`` or ``--checkpoint``; create ``--out``."""
+    """Raise :class:`UsageError` for an unusable ``--out`` or ``--checkpoint``.
+
+    Creates ``--out`` and the missing parent directories of ``--checkpoint``,
+    and marks ``--out`` as a demo output (see :func:`claim_output_dir`).
+    """
+    from geomstats_pullback.demo.run import claim_output_dir
+
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_output_dir(out, force=config.force)
+    except FileExistsError as err:
+        raise UsageError(f"--out {err}") from None
     except OSError as err:
         raise UsageError(f"--out {out}: cannot create the directory ({err.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):
@@ -60,12 +65,26 @@ def _check_paths(config):
             raise UsageError(f"--checkpoint {path}: is a directory, expected a file")
         if path.exists() and not os.access(path, os.R_OK):
             raise UsageError(f"--checkpoint {path}: file is not readable")
-        if not path.exists() and not os.access(path.parent if str(path.parent) else Path("."), os.W_OK):
-            raise UsageError(f"--checkpoint {path}: does not exist and its directory is not writable")
+        if not path.exists():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UsageError(f"--checkpoint {path}: cannot create its directory ({err.strerror})") from None
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise UsageError(f"--checkpoint {path}: does not exist and its directory is not writable")
+
+
+def run_demo(config):
+    """:func:`geomstats_pullback.demo.run` (imported on first use: it pulls matplotlib and scikit-learn)."""
+    from geomstats_pullback.demo.run import run
+
+    return run(config)
 
 
 def _demo(args):
     """Run the demo from parsed options; returns the exit status."""
+    import torch
+
     config = config_from_args(args)
     logging.basicConfig(level=logging.INFO if config.verbose else logging.WARNING, format="%(message)s")
     _check_paths(config)
@@ -146,6 +165,7 @@ def main(argv=None):
     except UsageError as err:
         parser.exit(2, f"{PROG} {args.command}: error: {err}\n")
     except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG} {args.command}: interrupted\n")
         return 130
 
 

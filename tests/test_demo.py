@@ -7,6 +7,7 @@ import torch
 
 from geomstats_pullback import cli
 from geomstats_pullback.demo.report import format_number
+from geomstats_pullback.demo.run import MARKER
 
 FIGURES = (
     "model",
@@ -58,6 +59,7 @@ def test_report_and_figures_exist(demo_run):
         assert f"figures/{name}.png" in html
     assert html.count("data:image/png;base64,") == len(FIGURES)  # self-contained
     assert (out / "vae-quick.pt").exists()
+    assert (out / MARKER).is_file()  # later runs may write here; foreign directories are refused
 
 
 @pytest.mark.slow
@@ -173,6 +175,7 @@ def test_cached_checkpoint_with_other_options_is_retrained(tmp_path, demo_run):
     target = tmp_path / "other"
     target.mkdir()
     (target / "vae-quick.pt").write_bytes((out / "vae-quick.pt").read_bytes())
+    (target / MARKER).write_bytes((out / MARKER).read_bytes())  # an earlier demo output, else refused
     argv = ["demo", "--out", str(target), "--quick", "--no-progress", "--epochs", "2", "--std-epochs", "1", *TINY]
     assert cli.main(argv) == 0
     results = json.loads((target / "results.json").read_text())

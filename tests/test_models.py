@@ -1,5 +1,7 @@
 """The VAE of geomstats_pullback.demo.vae: determinism, checkpoints, decoder uncertainty."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
 import geomstats_pullback as gp
+from geomstats_pullback.demo import vae as vae_module
 from geomstats_pullback.demo.vae import VAE, RBFStd
+from geomstats_pullback.errors import CheckpointError
 
 SMALL = dict(hidden=(16, 16), n_epochs=8, std_epochs=8, n_centres=12, batch_size=64, progress=False)
 
@@ -83,6 +87,90 @@ def test_load_rejects_other_files(tmp_path):
         VAE.load(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError):
         VAE.load(tmp_path / "missing.pt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(images, tmp_path_factory):
+    """The fields of a checkpoint of a tiny VAE (one epoch), to be damaged one at a time."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    tiny = dict(hidden=(4,), n_epochs=1, std_epochs=1, n_centres=3, batch_size=64, progress=False)
+    VAE(**tiny).fit(images[:20]).save(path)
+    return torch.load(path, weights_only=True)
+
+
+def _damaged(checkpoint, tmp_path, change):
+    fields = {key: dict(value) if isinstance(value, dict) else value for key, value in checkpoint.items()}
+    change(fields)
+    torch.save(fields, tmp_path / "damaged.pt")
+    return tmp_path / "damaged.pt"
+
+
+def _set(path, value):
+    def change(fields):
+        *parents, last = path.split(".")
+        target = fields
+        for key in parents:
+            target = target[key]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+
+    return change
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("history", DELETE, "field 'history' is missing"),
+        ("extra", 1, "field 'extra' is unknown"),
+        ("params.zeta", DELETE, "field 'params.zeta' is missing"),
+        ("params.dropout", 0.5, "field 'params.dropout' is unknown"),
+        ("params.hidden", [1e5, 1e5], "field 'params.hidden' is invalid"),
+        ("params.latent_dim", True, "field 'params.latent_dim' is invalid"),
+        ("params.seed", -1, "field 'params.seed' is invalid"),
+        ("params.dtype", "float99", "field 'params.dtype' is invalid"),
+        ("params.learning_rate", "fast", "field 'params' is invalid"),
+        ("params", [1, 2], "field 'params' must be a dict"),
+        ("data_shape", [8, 0], "field 'data_shape' is invalid"),
+        ("n_centres", 2.5, "field 'n_centres' is invalid"),
+        ("state.std", DELETE, "field 'state.std' is missing"),
+        ("state.mean", {"0.weight": torch.zeros(3, 3)}, "field 'state.mean' does not fit the networks"),
+        ("log_noise_std", "x", "field 'log_noise_std' must be a finite scalar tensor"),
+        ("history.std_loss", DELETE, "field 'history.std_loss' is missing"),
+    ],
+)
+def test_load_names_the_bad_field(checkpoint, tmp_path, path, value, message):
+    damaged = _damaged(checkpoint, tmp_path, _set(path, value))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        VAE.load(damaged)
+
+
+def test_load_refuses_huge_networks_before_allocating(checkpoint, tmp_path, monkeypatch):
+    """hidden=[100000, 100000] would be 80 GB of weights: refused before any network is built."""
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("a network was allocated")
+
+    monkeypatch.setattr(vae_module, "mlp", no_allocation)
+    damaged = _damaged(checkpoint, tmp_path, _set("params.hidden", [100_000, 100_000]))
+    with pytest.raises(CheckpointError, match="networks too large.*MAX_PARAMETERS"):
+        VAE.load(damaged)
+    damaged = _damaged(checkpoint, tmp_path, _set("n_centres", 10**9))
+    with pytest.raises(CheckpointError, match="networks too large"):
+        VAE.load(damaged)
+    with pytest.raises(ValueError, match="MAX_PARAMETERS"):
+        VAE(hidden=(100_000, 100_000), progress=False).fit(np.zeros((4, 8, 8)))
+
+
+def test_undamaged_tiny_checkpoint_loads(checkpoint, tmp_path):
+    """The damage tests start from a checkpoint that loads."""
+    loaded = VAE.load(_damaged(checkpoint, tmp_path, lambda fields: None))
+    assert loaded.hidden == (4,) and loaded.data_shape_ == (8, 8)
+    assert vae_module.VAE(**vae_module.VAE().get_params())._n_parameters(64, 48) < vae_module.MAX_PARAMETERS
 
 
 @pytest.mark.slow

@@ -5,10 +5,30 @@ computes every report section (``compute_<section>(...) -> <Section>Result``,
 no drawing), then renders them (``render_<section>(result, report, ...)``,
 figures and prose only) into ``report.html``, and writes the numbers to
 ``results.json``. Options are declared once, in :mod:`.config`.
+
+``run`` and ``VAE`` are imported on first use (they pull matplotlib and
+scikit-learn), so that the command line parses its options without them.
+Once the submodule ``geomstats_pullback.demo.run`` is imported on its own,
+the package attribute ``run`` is that module: import the function as
+``from geomstats_pullback.demo.run import run`` to be safe.
 """
 
+import importlib
+
 from geomstats_pullback.demo.config import DemoConfig
-from geomstats_pullback.demo.run import run
-from geomstats_pullback.demo.vae import VAE
 
 __all__ = ["VAE", "DemoConfig", "run"]
+
+_LAZY = {"VAE": "geomstats_pullback.demo.vae", "run": "geomstats_pullback.demo.run"}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from geomstats_pullback._validation import check_integer
+
 
 def int_in(low, high=None):
     """An argparse type: integers ``>= low`` (and ``<= high``).
@@ -38,6 +40,7 @@ def int_in(low, high=None):
         return value
 
     parse.__name__ = f"int_in({low}, {high})"
+    parse.low, parse.high = low, high
     return parse
 
 
@@ -82,7 +85,9 @@ def _size(help, type, *, quick, full):
     return _option(help=help, type=type, quick=quick, full=full, metavar="N")
 
 
-_positive, _non_negative = int_in(1), int_in(0)
+MAX_SIZE = 100_000  # upper bound of the size options: larger values would run for days or exhaust memory
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+_positive, _non_negative = int_in(1, MAX_SIZE), int_in(0, MAX_SIZE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +95,14 @@ class DemoConfig:
     """Options of the demo (the command line's, see ``geomstats-pullback demo --help``).
 
     ``None`` for a size option means the value of the mode (full or quick).
+    Every integer option has bounds (see ``--help`` and :data:`MAX_SIZE`),
+    checked on construction.
+
+    Raises
+    ------
+    ValueError
+        If an integer option is not an integer (``bool`` included) or is out
+        of its range; the message names the option.
     """
 
     out: Path = _option(
@@ -97,10 +110,16 @@ class DemoConfig:
     )
     checkpoint: Path | None = _option(
         help="VAE checkpoint: loaded if it exists (its training options then win), else written after "
-        "training (default: DIR/vae.pt, or DIR/vae-quick.pt with --quick, reused only if it was trained "
-        "with the same options)",
+        "training, its missing parent directories created (default: DIR/vae.pt, or DIR/vae-quick.pt with "
+        "--quick, reused only if it was trained with the same options)",
         type=Path,
         metavar="PATH",
+    )
+    force: bool = _option(
+        False,
+        help="write into DIR even if it holds files and is not an earlier demo output (recognised by its "
+        ".geomstats-pullback-demo file)",
+        action="store_true",
     )
     retrain: bool = _option(False, help="train even if a cached checkpoint exists", action="store_true")
     quick: bool = _option(
@@ -108,36 +127,48 @@ class DemoConfig:
         help="reduced run for tests and a first look: few epochs, few pairs, coarse grids (seconds)",
         action="store_true",
     )
-    latent_dim: int = _option(2, help="latent dimension (default 2)", type=_positive, metavar="D")
+    latent_dim: int = _option(2, help="latent dimension, 1 to 64 (default 2)", type=int_in(1, 64), metavar="D")
     epochs: int | None = _size("VAE epochs, stage 1", _positive, quick=25, full=300)
     std_epochs: int | None = _size("epochs of the std network, stage 2", _non_negative, quick=15, full=100)
     pairs: int | None = _size("digit pairs connected by geodesics", _positive, quick=2, full=6)
     gap_pairs: int | None = _size(
         "extra pairs whose straight line crosses uncertain regions", _non_negative, quick=1, full=2
     )
-    grid: int | None = _size("points per axis of the latent heat maps", _positive, quick=16, full=60)
+    grid: int | None = _size("points per axis of the latent heat maps", int_in(1, 1000), quick=16, full=60)
     curvature_points: int | None = _size(
         "latent codes at which the sectional curvature is computed", _positive, quick=24, full=300
     )
-    nodes: int | None = _size("nodes of each discrete geodesic, end points included", int_in(3), quick=17, full=33)
+    nodes: int | None = _size(
+        "nodes of each discrete geodesic, end points included", int_in(3, MAX_SIZE), quick=17, full=33
+    )
     analogies: int | None = _size("analogies by parallel transport", _positive, quick=1, full=4)
     frechet_classes: int | None = _size(
         "digit classes whose Frechet means are computed", int_in(1, 10), quick=2, full=10
     )
-    frechet_points: int | None = _size("codes per class averaged by the Frechet mean", int_in(2), quick=4, full=12)
+    frechet_points: int | None = _size(
+        "codes per class averaged by the Frechet mean", int_in(2, MAX_SIZE), quick=4, full=12
+    )
     frechet_iter: int | None = _size(
         "gradient-descent iterations of the Frechet means, at most", _positive, quick=3, full=8
     )
     exp_steps: int | None = _size("eighth-order Runge-Kutta steps of the exponential map", _positive, quick=3, full=6)
-    seed: int = _option(0, help="seed of training and of the sampled pairs (default 0)", type=int)
+    seed: int = _option(
+        0, help=f"seed of training and of the sampled pairs, 0 to {MAX_SEED} (default 0)", type=int_in(0, MAX_SEED)
+    )
     threads: int = _option(
         1,
         help="torch CPU threads (default 1: the networks are tiny, and extra threads mostly add contention)",
-        type=_positive,
+        type=int_in(1, 1024),
         metavar="N",
     )
     progress: bool = _option(True, help="no progress bars", flags=("--no-progress",), action="store_false")
     verbose: bool = _option(False, help="log what each step does", flags=("-v", "--verbose"), action="store_true")
+
+    def __post_init__(self):
+        for name, option in options().items():
+            value = getattr(self, name)
+            if hasattr(option.type, "low") and value is not None:
+                check_integer(value, name, low=option.type.low, high=option.type.high)
 
     def resolved(self):
         """A copy with every ``None`` size replaced by the mode's value.
@@ -188,7 +219,7 @@ def add_arguments(parser):
             kwargs.update(type=option.type, metavar=option.metavar)
         text = option.help
         if option.is_size:
-            text = f"{text} (default {option.full}; quick {option.quick})"
+            text = f"{text}, {option.type.low} to {option.type.high} (default {option.full}; quick {option.quick})"
         parser.add_argument(*flags, help=text, **kwargs)
 
 

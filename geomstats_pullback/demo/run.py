@@ -31,6 +31,7 @@ from geomstats_pullback.demo.model import compute_model, render_model
 from geomstats_pullback.demo.pairs import compute_pairs
 from geomstats_pullback.demo.report import Report
 
+MARKER = ".geomstats-pullback-demo"
 TITLE = "Riemannian geometry of a VAE's latent space (geomstats-pullback demo)"
 SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet")
 
@@ -113,6 +114,37 @@ def render(results, ctx, report):
     render_frechet(results["frechet"], report, backdrop)
 
 
+def claim_output_dir(out, *, force=False):
+    """Create ``out`` (parents included) and mark it as a demo output directory.
+
+    A directory that already holds files is used only if it holds the marker
+    file :data:`MARKER` of an earlier demo run, or if ``force`` is true: the
+    demo never overwrites another program's ``results.json`` or
+    ``report.html`` unasked.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+    force : bool
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a non-empty directory without the marker and ``force`` is false.
+    OSError
+        If ``out`` cannot be created.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / MARKER
+    if not force and not marker.is_file() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{out} is not empty and is not the output of an earlier demo run (no {MARKER} file): "
+            "pass another directory, or --force (force=True) to write into it anyway"
+        )
+    marker.write_text("Written by `geomstats-pullback demo`: this directory holds its output.\n", encoding="utf-8")
+
+
 def run(config):
     """Run the demo and write ``report.html``, ``results.json`` and ``figures/`` under ``config.out``.
 
@@ -124,9 +156,16 @@ def run(config):
     -------
     results : dict
         The numbers of every section, ``timings`` in seconds and the resolved ``config``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``config.out`` holds files and is not an earlier demo output (see
+        :func:`claim_output_dir`), unless ``config.force``.
     """
     config = config.resolved()
     out = Path(config.out)
+    claim_output_dir(out, force=config.force)
     report = Report(out, TITLE)
     bar = tqdm(total=len(SECTIONS) + 3, desc="demo", disable=not config.progress)
     bar.set_postfix_str("VAE")

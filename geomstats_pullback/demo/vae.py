@@ -39,11 +39,15 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 
+from geomstats_pullback._validation import check_integer
 from geomstats_pullback.decoders import StochasticDecoder
 from geomstats_pullback.demo.networks import RBFStd, Reshape, mlp, rbf_bandwidths
 from geomstats_pullback.errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_FIELDS = ("format", "params", "data_shape", "n_centres", "state", "log_noise_std", "history")
+MAX_PARAMETERS = 50_000_000  # weights of the three networks together: 400 MB in float64
+MAX_SEED = 2**32 - 1  # scikit-learn's random_state is an unsigned 32-bit integer
 
 
 class VAE:
@@ -83,6 +87,13 @@ class VAE:
         (geodesic solvers, curvature) at double precision.
     progress : bool
         Show tqdm progress bars during :meth:`fit`.
+
+    Notes
+    -----
+    The three networks together may hold at most :data:`MAX_PARAMETERS`
+    weights (``hidden``, ``latent_dim``, the sample size and ``n_centres``
+    set their number); larger models are refused before anything is
+    allocated, by :meth:`fit` and by :meth:`load`.
 
     Attributes
     ----------
@@ -167,21 +178,23 @@ class VAE:
         return params
 
     def _torch_dtype(self):
-        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+        dtype = getattr(torch, self.dtype, None) if isinstance(self.dtype, str) else self.dtype
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a torch floating dtype, got {self.dtype!r}.")
         return dtype
 
     def _check_params(self):
-        positive_ints = ("latent_dim", "n_epochs", "batch_size", "n_centres")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.std_epochs, (int, np.integer)) or self.std_epochs < 0:
-            raise ValueError(f"std_epochs must be a non-negative integer, got {self.std_epochs!r}.")
-        if not self.hidden or any(not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty sequence of positive integers, got {self.hidden!r}.")
+        for name in ("latent_dim", "n_epochs", "batch_size", "n_centres"):
+            check_integer(getattr(self, name), name, low=1)
+        check_integer(self.std_epochs, "std_epochs", low=0)
+        check_integer(self.seed, "seed", low=0, high=MAX_SEED)
+        hidden = self.hidden
+        if (
+            not isinstance(hidden, (tuple, list))
+            or not hidden
+            or any(not isinstance(h, (int, np.integer)) or isinstance(h, bool) or h < 1 for h in hidden)
+        ):
+            raise ValueError(f"hidden must be a non-empty sequence of positive integers, got {hidden!r}.")
         for name in ("learning_rate", "rbf_scale", "zeta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
@@ -191,10 +204,30 @@ class VAE:
 
     # ------------------------------------------------------------ networks
 
+    def _n_parameters(self, n_features, n_centres):
+        """Number of weights of the three networks (encoder, mean, RBF standard deviation)."""
+        widths = [int(h) for h in self.hidden]
+        d = int(self.latent_dim)
+        encoder = [n_features, *widths, 2 * d]
+        mean = [d, *widths[::-1], n_features]
+        layers = sum((a + 1) * b for sizes in (encoder, mean) for a, b in zip(sizes[:-1], sizes[1:]))
+        return layers + n_centres * (n_features + d + 1) + 1
+
+    def _check_size(self, n_features, n_centres):
+        """Raise ``ValueError`` before allocating networks of more than :data:`MAX_PARAMETERS` weights."""
+        n_parameters = self._n_parameters(n_features, n_centres)
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"hidden={list(self.hidden)!r}, latent_dim={self.latent_dim}, {n_features} features per sample "
+                f"and {n_centres} RBF centres make {n_parameters:.3g} weights, more than MAX_PARAMETERS="
+                f"{MAX_PARAMETERS:.3g}."
+            )
+
     def _build(self, data_shape, centres):
         """Create the networks for samples of ``data_shape`` and ``centres [K, d]``."""
         dtype = self._torch_dtype()
         n_features = math.prod(data_shape)
+        self._check_size(n_features, centres.shape[0])
         hidden = [int(h) for h in self.hidden]
         self.data_shape_ = tuple(int(s) for s in data_shape)
         self.encoder_ = mlp([n_features, *hidden, 2 * self.latent_dim], dtype)
@@ -353,6 +386,7 @@ class VAE:
             self.__dict__.pop(name, None)
         X = self._as_data(X)
         flat = X.reshape(X.shape[0], -1)
+        self._check_size(flat.shape[1], min(self.n_centres, flat.shape[0]))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self._build(tuple(X.shape[1:]), torch.zeros(1, self.latent_dim, dtype=flat.dtype))
@@ -450,7 +484,10 @@ class VAE:
         Raises
         ------
         CheckpointError
-            If the file is not a checkpoint of this format (a ``ValueError``).
+            If the file is not a checkpoint of this format (a ``ValueError``):
+            a field missing, unknown or of the wrong kind (the message names
+            it), or networks of more than :data:`MAX_PARAMETERS` weights
+            (refused before they are allocated).
         """
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -458,16 +495,68 @@ class VAE:
             raise CheckpointError(f"{path} is not a readable VAE checkpoint ({type(err).__name__}).") from err
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a VAE checkpoint of format {CHECKPOINT_FORMAT}.")
-        params = dict(checkpoint["params"])
-        params["hidden"] = tuple(params["hidden"])
+
+        def fail(field, problem):
+            return CheckpointError(f"{path}: field {field!r} {problem}.")
+
+        _check_keys(checkpoint, CHECKPOINT_FIELDS, "", fail)
+        params = checkpoint["params"]
+        if not isinstance(params, dict):
+            raise fail("params", f"must be a dict, got {type(params).__name__}")
+        _check_keys(params, cls._PARAM_NAMES, "params.", fail)
+        params = dict(params)
+        if isinstance(params["hidden"], (list, tuple)):
+            params["hidden"] = tuple(params["hidden"])
         vae = cls(**params, progress=progress)
-        vae._check_params()
+        try:
+            vae._check_params()
+        except (ValueError, TypeError) as err:
+            name = str(err).split(" ", 1)[0]
+            raise fail(f"params.{name}" if name in params else "params", f"is invalid: {err}") from None
         dtype = vae._torch_dtype()
-        vae._build(tuple(checkpoint["data_shape"]), torch.zeros(checkpoint["n_centres"], vae.latent_dim, dtype=dtype))
+        data_shape, n_centres = checkpoint["data_shape"], checkpoint["n_centres"]
+        if not isinstance(data_shape, (list, tuple)) or not data_shape:
+            raise fail("data_shape", f"must be a non-empty list of positive integers, got {data_shape!r}")
+        try:
+            data_shape = tuple(check_integer(size, "data_shape", low=1) for size in data_shape)
+            n_centres = check_integer(n_centres, "n_centres", low=1)
+        except ValueError as err:
+            raise fail(str(err).split(" ", 1)[0], f"is invalid: {err}") from None
+        try:
+            vae._check_size(math.prod(data_shape), n_centres)
+        except ValueError as err:
+            raise CheckpointError(f"{path}: networks too large: {err}") from None
+        vae._build(data_shape, torch.zeros(n_centres, vae.latent_dim, dtype=dtype))
+        state = checkpoint["state"]
+        if not isinstance(state, dict):
+            raise fail("state", f"must be a dict, got {type(state).__name__}")
+        _check_keys(state, tuple(vae._modules()), "state.", fail)
         for name, module in vae._modules().items():
-            module.load_state_dict(checkpoint["state"][name])
+            if not isinstance(state[name], dict):
+                raise fail(f"state.{name}", f"must be a state dict, got {type(state[name]).__name__}")
+            try:
+                module.load_state_dict(state[name])
+            except RuntimeError as err:
+                raise fail(f"state.{name}", f"does not fit the networks: {' '.join(str(err).split())}") from None
+        log_noise_std = checkpoint["log_noise_std"]
+        if not (torch.is_tensor(log_noise_std) and log_noise_std.numel() == 1 and bool(log_noise_std.isfinite())):
+            raise fail("log_noise_std", "must be a finite scalar tensor")
         with torch.no_grad():
-            vae._log_noise_std.copy_(checkpoint["log_noise_std"])
-        vae.history_ = checkpoint["history"]
+            vae._log_noise_std.copy_(log_noise_std.reshape(()))
+        history = checkpoint["history"]
+        if not isinstance(history, dict):
+            raise fail("history", f"must be a dict, got {type(history).__name__}")
+        _check_keys(history, ("elbo_loss", "std_loss"), "history.", fail)
+        vae.history_ = {key: list(values) for key, values in history.items()}
         vae._freeze()
         return vae
+
+
+def _check_keys(mapping, expected, prefix, fail):
+    """Raise ``fail(field, problem)`` for the first missing or unknown key of ``mapping``."""
+    for key in expected:
+        if key not in mapping:
+            raise fail(prefix + key, "is missing")
+    for key in mapping:
+        if key not in expected:
+            raise fail(prefix + str(key), "is unknown to this version")

@@ -16,7 +16,6 @@ from typing import NamedTuple
 import geomstats.backend as gs
 import numpy as np
 from scipy.sparse import csr_matrix
-from sklearn.neighbors import NearestNeighbors
 
 from geomstats_pullback._validation import check_integer
 from geomstats_pullback.distances.fingerprint import check_decoder_id, job_fingerprint
@@ -99,6 +98,8 @@ def chord_candidates(data_x, data_y, n_candidates, exclude_self):
         Smallest chord to a point left out (inf if none is left out).
     """
     with_bound = n_candidates < len(data_y) - exclude_self
+    from sklearn.neighbors import NearestNeighbors  # imported here: scikit-learn is slow to import
+
     search = NearestNeighbors(algorithm="ball_tree").fit(data_y)
     # Query None: scikit-learn leaves each fitted point out of its own neighbours.
     chord, index = search.kneighbors(None if exclude_self else data_x, n_candidates + with_bound)  # [n, k (+1)]
