@@ -88,11 +88,6 @@ def test_import_and_command_line_do_not_load_matplotlib():
     assert "matplotlib" not in _heavy_after("from geomstats_pullback import cli; cli.build_parser()")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="geomstats_pullback/geodesics/graph_init.py imports sklearn.neighbors at module level "
-    "(move it into the function that builds the graph)",
-)
 def test_import_does_not_load_scikit_learn_pandas_or_matplotlib():
     assert _heavy_after("import geomstats_pullback") == "[]"
 

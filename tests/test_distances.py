@@ -506,3 +506,13 @@ def test_cli_reports_bad_input(sphere_store, tmp_path, coarse_cli, capsys):
     assert run_distances([codes, "--analytic", "cylinder", *out]) == 2
     assert "different decoder" in capsys.readouterr().err
     assert run_distances([codes, "--analytic", "sphere_chart", *out]) == 0
+
+
+def test_cli_decoder_id_reaches_the_store(tmp_path, coarse_cli, capsys):
+    np.save(tmp_path / "codes.npy", sphere_x().numpy())
+    argv = [str(tmp_path / "codes.npy"), "--analytic", "sphere_chart", "--out", str(tmp_path / "store"),
+            "--block-size", "9", "--no-progress"]
+    assert run_distances([*argv, "--decoder-id", "my-sphere"]) == 0
+    assert run_distances([*argv, "--decoder-id", "my-sphere"]) == 0
+    assert run_distances(argv) == 2  # the store was named by the id, not by the decoder's digest
+    assert "different decoder" in capsys.readouterr().err

@@ -82,6 +82,11 @@ def configure_parser(parser):
         help="torch CPU threads of this process (default 1: each block is many small solves; raise it for a "
         "large decoder; Dask workers keep their own setting)",
     )
+    parser.add_argument(
+        "--decoder-id",
+        help="a name you promise identifies the decoder, for a decoder whose state cannot be fingerprinted "
+        "(the store then trusts it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -184,7 +189,9 @@ def _run(args):
             f"The decoder cannot decode the latent codes of {args.codes} (dimension {codes.shape[1]}): "
             f"{_first_line(error)}"
         ) from error
-    kwargs = {"block_size": args.block_size, "out": args.out, "progress": not args.no_progress}
+    kwargs = {
+        "block_size": args.block_size, "out": args.out, "progress": not args.no_progress, "decoder_id": args.decoder_id
+    }
     if args.scheduler is None:
         result = pairwise_distances(space.metric, codes, **kwargs)
     else:

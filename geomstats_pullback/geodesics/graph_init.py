@@ -13,7 +13,6 @@ import geomstats.backend as gs
 import numpy as np
 from scipy.sparse import csr_matrix, hstack, vstack
 from scipy.sparse.csgraph import dijkstra
-from sklearn.neighbors import NearestNeighbors
 
 
 def _knn_edges(points, queries, n_neighbors):
@@ -23,6 +22,8 @@ def _knn_edges(points, queries, n_neighbors):
     query to its ``n_neighbors + 1`` nearest points; queries are numbered
     after the points.
     """
+    from sklearn.neighbors import NearestNeighbors  # here: `import geomstats_pullback` stays free of scikit-learn
+
     search = NearestNeighbors(n_neighbors=n_neighbors).fit(points)
     own = search.kneighbors_graph(mode="connectivity")  # [n, n], a point is not its own neighbour
     others = search.kneighbors_graph(queries, n_neighbors=n_neighbors + 1, mode="connectivity")  # [q, n]
