@@ -16,7 +16,12 @@ For the same number of evaluations the eighth-order method is the most
 accurate on the smooth geodesics of tanh/softplus decoders; the error grows
 with the latent speed ``|v|`` (arc length) and near the chart's
 singularities, where more steps help more than a higher order. Errors
-against ``Hypersphere(2)`` are checked by the tests. Each class is a ``GSIVPIntegrator`` running an explicit Runge-Kutta
+against ``Hypersphere(2)`` are checked by the tests.
+
+DOP853's embedded estimators give each step's local error from the same
+stages (:func:`dop853_step`): :meth:`RK8Integrator.integrate_with_error`
+accumulates it at fixed steps, and :class:`AdaptiveRK8Integrator` chooses
+each pair's steps with it. Each fixed-step class is a ``GSIVPIntegrator`` running an explicit Runge-Kutta
 step given by its Butcher tableau (geomstats' own class cannot count the
 evaluations of a custom step function).
 """
@@ -285,9 +290,9 @@ def _finite(state):
     return gs.all(gs.abs(state) < float("inf"), axis=(-2, -1))
 
 
-def default_rtol(dtype):
-    """Default relative tolerance of the error control: ``1e-6`` in float64, ``1e-3`` in lower precision."""
-    return 1e-6 if dtype == gs.float64 else 1e-3
+def default_rtol(*dtypes):
+    """Default relative tolerance of the error control: ``1e-6`` if all ``dtypes`` are float64, else ``1e-3``."""
+    return 1e-6 if all(dtype == gs.float64 for dtype in dtypes) else 1e-3
 
 
 class AdaptiveRK8Integrator(ODEIVPIntegrator):
@@ -345,7 +350,7 @@ class AdaptiveRK8Integrator(ODEIVPIntegrator):
             sucess=bool(gs.all(result.completed)),
         )
 
-    def integrate_with_error(self, force, initial_state, end_time=1.0):
+    def integrate_with_error(self, force, initial_state, end_time=1.0, *, rtol=None):
         """Integrate to ``end_time`` with error control, each pair with its own steps.
 
         Parameters
@@ -354,6 +359,9 @@ class AdaptiveRK8Integrator(ODEIVPIntegrator):
             ``force(state, t)``.
         initial_state : array-like, shape=[..., n_vars, dim]
         end_time : float
+        rtol : float, optional
+            Used when the integrator's own ``rtol`` is None (instead of the
+            default of the state's dtype).
 
         Returns
         -------
@@ -362,7 +370,7 @@ class AdaptiveRK8Integrator(ODEIVPIntegrator):
         batch_shape, var_shape = initial_state.shape[:-2], initial_state.shape[-2:]
         state = gs.reshape(initial_state, (-1,) + var_shape)  # [B, n_vars, d]
         n_pairs, dtype = state.shape[0], state.dtype
-        rtol = default_rtol(dtype) if self.rtol is None else self.rtol
+        rtol = self.rtol if self.rtol is not None else rtol if rtol is not None else default_rtol(dtype)
         time = gs.zeros(n_pairs, dtype=dtype)
         step = end_time / self.n_steps * gs.ones(n_pairs, dtype=dtype)
         error = gs.zeros(n_pairs, dtype=dtype)

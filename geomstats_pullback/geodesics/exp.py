@@ -160,14 +160,14 @@ class GeodesicIVPSolver(ExpODESolver):
             end, error = base_flat, gs.zeros(0, dtype=base_flat.dtype)
             converged, n_steps = gs.ones(0, dtype=bool), gs.zeros(0, dtype=gs.int64)
             n_evaluations = n_steps
+        elif isinstance(self.integrator, AdaptiveRK8Integrator):
+            ivp = self.integrator.integrate_with_error(force, state, rtol=self._rtol(state))
+            end, error, n_steps, n_evaluations = ivp.final_state[:, 0], ivp.error_estimate, ivp.n_steps, ivp.n_evaluations
+            converged = ivp.completed
         elif hasattr(self.integrator, "integrate_with_error"):
             ivp = self.integrator.integrate_with_error(force, state)
             end, error, n_steps, n_evaluations = ivp.final_state[:, 0], ivp.error_estimate, ivp.n_steps, ivp.n_evaluations
-            if isinstance(self.integrator, AdaptiveRK8Integrator):
-                converged = ivp.completed
-            else:
-                rtol = default_rtol(state.dtype) if self.rtol is None else self.rtol
-                converged = (error <= self.atol + rtol * ivp.scale) & (gs.abs(end).sum(-1) < float("inf"))
+            converged = (error <= self.atol + self._rtol(state) * ivp.scale) & (gs.abs(end).sum(-1) < float("inf"))
         else:
             ode = self.integrator.integrate(force, state)
             end = ode.get_last_y()[:, 0]  # [B, d]
@@ -184,6 +184,12 @@ class GeodesicIVPSolver(ExpODESolver):
         )
         self.result_ = result
         return result
+
+    def _rtol(self, state):
+        """``rtol``, or its default for the precision of the points and of the decoder."""
+        if self.rtol is not None:
+            return self.rtol
+        return default_rtol(state.dtype, getattr(self._space.metric.decoder, "dtype", state.dtype))
 
     def exp(self, tangent_vec, base_point):
         """Exponential map, batched and broadcast.
