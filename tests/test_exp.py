@@ -78,6 +78,7 @@ def test_warn_false_and_solve_flag_without_warning(saturating_mlp):
         assert not bool(GeodesicIVPSolver(saturating_mlp).solve(REPRO_V, REPRO_Z).converged)
 
 
+@pytest.mark.slow
 def test_adaptive_steps_agree_with_tighter_tolerance_on_the_reproduction(saturating_mlp):
     tight = GeodesicIVPSolver(saturating_mlp, adaptive=True, rtol=1e-10).solve(REPRO_V, REPRO_Z)
     loose = GeodesicIVPSolver(saturating_mlp, adaptive=True).solve(REPRO_V, REPRO_Z)
@@ -115,13 +116,13 @@ def test_adaptive_gives_up_with_nan_and_a_warning(sphere_space):
 
 
 def test_adaptive_parallel_transport_matches_a_fine_fixed_step_one(sphere_space):
-    z, v, w = sphere_points(6), gs.random.normal(size=(6, 2)) * 0.5, gs.random.normal(size=(6, 2))
+    z, v, w = sphere_points(3), gs.random.normal(size=(3, 2)) * 0.5, gs.random.normal(size=(3, 2))
     fine_space = CASES["sphere-float64"].space()
-    fine_space.metric.exp_solver = GeodesicIVPSolver(fine_space, n_steps=200)
+    fine_space.metric.exp_solver = GeodesicIVPSolver(fine_space, n_steps=32)
     fixed = fine_space.metric.parallel_transport(w, z, direction=v)
     adaptive_space = CASES["sphere-float64"].space()
-    adaptive_space.metric.exp_solver = GeodesicIVPSolver(adaptive_space, adaptive=True, rtol=1e-10)
-    torch.testing.assert_close(adaptive_space.metric.parallel_transport(w, z, direction=v), fixed, atol=1e-8, rtol=0)
+    adaptive_space.metric.exp_solver = GeodesicIVPSolver(adaptive_space, adaptive=True, rtol=1e-9)
+    torch.testing.assert_close(adaptive_space.metric.parallel_transport(w, z, direction=v), fixed, atol=1e-7, rtol=0)
 
 
 def test_integrator_without_estimate_is_not_flagged(sphere_space):
@@ -130,13 +131,14 @@ def test_integrator_without_estimate_is_not_flagged(sphere_space):
     assert bool(result.converged) and torch.isnan(result.error_estimate)
 
 
+@pytest.mark.slow
 def test_flags_fall_on_the_inaccurate_geodesics(mlp_space):
     """On the small MLP (eps=0) geodesics of G-speed 0.5 reach latent speeds where 12 steps are off by up to 1."""
     case = CASES["mlp-float64"]
     z, v = case.points(20, seed=43), case.vectors(20, seed=44)
     v = 0.5 * v / mlp_space.metric.norm(v, z)[:, None]
     result = GeodesicIVPSolver(mlp_space).solve(v, z)
-    fine = GeodesicIVPSolver(mlp_space, n_steps=400).solve(v, z)
+    fine = GeodesicIVPSolver(mlp_space, n_steps=200).solve(v, z)
     assert fine.converged.all()
     error = (result.end_point - fine.end_point).norm(dim=-1)
     assert 0 < (~result.converged).sum() < 20
