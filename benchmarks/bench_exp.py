@@ -6,6 +6,9 @@ Ours: 1024 tangent vectors in one batched call. Stock: geomstats' own
 solver (explicit Euler, 100 steps); it is timed on a small batch and
 extrapolated per vector (it does not gain from batching). Accuracy of both is
 measured against our solver run with 8x the steps (a converged reference).
+The cost of the error estimate: the same batch through the same eighth-order
+steps without it (a plain ``ExplicitRKIntegrator`` with DOP853's tableau), and
+through adaptive steps (``adaptive=True``, default ``rtol``).
 
 Run: ``./dev bench bench_exp.py [--n-vectors 1024] [--n-stock 4]``.
 """
@@ -20,8 +23,15 @@ from _timing import add_out_option, best_of, decoder_pass_time, recorded, single
 
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
-from geomstats_pullback.integrators import RK8Integrator  # noqa: E402
+from geomstats_pullback.geodesics import GeodesicIVPSolver  # noqa: E402
+from geomstats_pullback.integrators import ExplicitRKIntegrator, RK8Integrator  # noqa: E402
 from geomstats_pullback.reference import StockPullbackSpace  # noqa: E402
+
+
+class _RK8WithoutEstimate(ExplicitRKIntegrator):
+    """The default steps without the embedded error estimate: the cost before error control."""
+
+    tableau = RK8Integrator.tableau
 
 
 def main():
@@ -43,6 +53,11 @@ def main():
         vec = vec / space.metric.norm(vec, base)[:, None] * gs.random.rand(args.n_vectors, 1) * 2.0
 
         t_ours, ours = best_of(lambda: space.metric.exp(vec, base), args.repeats)
+        plain = GeodesicIVPSolver(space, integrator=_RK8WithoutEstimate(n_steps=space.metric.exp_solver.integrator.n_steps))
+        t_plain, _ = best_of(lambda: plain.exp(vec, base), args.repeats)
+        adaptive = GeodesicIVPSolver(space, adaptive=True)
+        t_adaptive, adaptive_end = best_of(lambda: adaptive.exp(vec, base), args.repeats)
+        n_flagged = int((~space.metric.exp_solver.result_.converged).sum())
         k = args.n_stock
         t_stock, stock_end = best_of(lambda: stock.metric.exp(vec[:k], base[:k]), 1)
 
@@ -51,6 +66,7 @@ def main():
         ref_end = reference.metric.exp(vec, base)
         err_ours = (ours - ref_end).norm(dim=-1).max().item()
         err_stock = (stock_end - ref_end[:k]).norm(dim=-1).max().item()
+        err_adaptive = (adaptive_end - ref_end).norm(dim=-1).max().item()
 
         t_pass = decoder_pass_time(net, base)
         per_ours, per_stock = t_ours / args.n_vectors, t_stock / k
@@ -58,6 +74,10 @@ def main():
         print(f"decoder forward+backward on {args.n_vectors} points (lower bound unit): {t_pass * 1e3:.2f} ms")
         print(f"ours  exp, batch of {args.n_vectors}: {t_ours:.3f} s = {per_ours * 1e6:.1f} us/vector "
               f"= {t_ours / t_pass:.0f} decoder passes; max error {err_ours:.2e}")
+        print(f"error estimate: {t_ours / t_plain:.2f}x the time of the same steps without it; "
+              f"{n_flagged} of {args.n_vectors} flagged")
+        print(f"adaptive exp (rtol 1e-6): {t_adaptive / t_ours:.2f}x the default's time; max error {err_adaptive:.2e}; "
+              f"steps per vector {int(adaptive.result_.n_steps.min())}-{int(adaptive.result_.n_steps.max())}")
         print(f"stock exp (Euler 100), {k} vectors timed, extrapolated per vector: {per_stock * 1e3:.1f} ms/vector; "
               f"max error {err_stock:.2e}")
         print(f"speed-up per vector: {per_stock / per_ours:.0f}x (target >= 100x at equal or better accuracy: "

@@ -41,3 +41,42 @@ def test_base_class_without_tableau_says_what_to_use():
 
     with pytest.raises(TypeError, match="RK8Integrator"):
         ExplicitRKIntegrator(n_steps=4)
+
+
+def _pendulum(state, _):
+    return torch.stack([state[..., 1, :], -torch.sin(state[..., 0, :])], dim=-2)
+
+
+PENDULUM_STARTS = torch.tensor([[[1.2], [0.3]], [[0.1], [0.1]], [[3.0], [0.5]]], dtype=torch.float64)  # [3, 2, 1]
+
+
+def test_dop853_local_error_estimate_has_order_eight():
+    """Hairer's estimate of one step falls as h^8 (the step's true local error as h^9)."""
+    from geomstats_pullback.integrators import dop853_step
+
+    estimates = [dop853_step(_pendulum, PENDULUM_STARTS, 0.0, h)[1] for h in (0.4, 0.2)]
+    orders = torch.log2(estimates[0] / estimates[1])
+    assert orders.min() > 7.5 and orders.max() < 8.8
+
+
+@pytest.mark.parametrize("rtol", [1e-5, 1e-9])
+def test_adaptive_integrator_reaches_rtol_with_its_own_steps_per_pair(rtol):
+    from geomstats_pullback.integrators import AdaptiveRK8Integrator
+
+    reference = RK8Integrator(n_steps=512).integrate(_pendulum, PENDULUM_STARTS, end_time=10.0).get_last_y()
+    integrator = AdaptiveRK8Integrator(rtol=rtol)
+    result = integrator.integrate_with_error(_pendulum, PENDULUM_STARTS, end_time=10.0)
+    error = (result.final_state - reference).flatten(1).norm(dim=1)
+    scale = reference.flatten(1).norm(dim=1)
+    assert result.completed.all() and (error <= 100 * rtol * scale).all()
+    assert len(set(result.n_steps.tolist())) > 1
+    assert (result.n_evaluations >= 12 * result.n_steps).all()
+    ode = integrator.integrate(_pendulum, PENDULUM_STARTS, end_time=10.0)  # geomstats' interface
+    torch.testing.assert_close(ode.get_last_y(), result.final_state)
+
+
+def test_adaptive_integrator_that_runs_out_of_steps_returns_nan():
+    from geomstats_pullback.integrators import AdaptiveRK8Integrator
+
+    result = AdaptiveRK8Integrator(rtol=1e-12, max_steps=4).integrate_with_error(_pendulum, PENDULUM_STARTS, end_time=10.0)
+    assert not result.completed.any() and torch.isnan(result.final_state).all()

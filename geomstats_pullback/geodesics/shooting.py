@@ -28,6 +28,19 @@ class Shooting(NamedTuple):
     n_calls: int  #: batched exp calls made
 
 
+def quiet_exp(exp):
+    """``exp`` without convergence warnings, for the many calls of one shooting.
+
+    A metric's bound ``exp`` whose ``exp_solver`` has a non-warning ``solve``
+    (:class:`~geomstats_pullback.geodesics.exp.GeodesicIVPSolver`) is
+    replaced by it; other callables are returned unchanged.
+    """
+    solver = getattr(getattr(exp, "__self__", None), "exp_solver", None)
+    if callable(getattr(solver, "solve", None)):
+        return lambda tangent_vec, base_point: solver.solve(tangent_vec, base_point).end_point
+    return exp
+
+
 def guarded_exp(exp, tangent_vec, base_point):
     """``exp`` on a batch, isolating the pairs where it fails.
 
@@ -63,7 +76,8 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
     Parameters
     ----------
     exp : callable
-        ``exp(tangent_vec [A, d], base_point [A, d]) -> [A, d]`` (the metric's).
+        ``exp(tangent_vec [A, d], base_point [A, d]) -> [A, d]`` (the metric's;
+        called without its convergence warnings, :func:`quiet_exp`).
     tangent_vec : [B, d]
         Initial velocities (from the discrete geodesics).
     start, end : [B, d]
@@ -81,6 +95,7 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
     result : Shooting
     """
     n_pairs, dim = start.shape
+    exp = quiet_exp(exp)
     residual = gs.zeros(n_pairs, dtype=start.dtype)
     converged = gs.ones(n_pairs, dtype=bool)
     if idx.shape[0] == 0:
