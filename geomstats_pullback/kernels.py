@@ -106,7 +106,7 @@ def solve_gram(gram, rhs, *, rank_rtol=None):
         return solve_gram(gram, rhs, rank_rtol=DEFAULT_RANK_RTOL)
     solution = gs.moveaxis(solution, -1, -2)  # [B, d, k]
     if rank_rtol is None:
-        singular = ~gs.all(gs.abs(gs.reshape(solution, (solution.shape[0], -1))) < float("inf"), axis=-1)
+        singular = ~gs.all(gs.abs(gs.reshape(solution, (solution.shape[0], solution.shape[1] * solution.shape[2]))) < float("inf"), axis=-1)
     else:
         solution = gs.where(singular[:, None, None], float("nan"), solution)
     return GramSolve(solution, singular)

@@ -6,7 +6,7 @@
   (fourth order), :mod:`.stencils`, :mod:`.shooting` and :mod:`.graph_init`.
 """
 
-from geomstats_pullback.geodesics.exp import GeodesicIVPSolver, default_integrator
+from geomstats_pullback.geodesics.exp import GeodesicIVPResult, GeodesicIVPSolver, default_integrator
 from geomstats_pullback.geodesics.log import GeodesicBVPResult, GeodesicBVPSolver
 
-__all__ = ["GeodesicBVPResult", "GeodesicBVPSolver", "GeodesicIVPSolver", "default_integrator"]
+__all__ = ["GeodesicBVPResult", "GeodesicBVPSolver", "GeodesicIVPResult", "GeodesicIVPSolver", "default_integrator"]
