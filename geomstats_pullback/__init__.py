@@ -8,9 +8,8 @@ scikit-learn estimator) is imported on first use, and the demo and the
 command line are submodules imported only when asked for.
 """
 
-import importlib
-
 from geomstats_pullback._backend import select_backend
+from geomstats_pullback._lazy import lazy_attributes
 
 BACKEND = select_backend()
 
@@ -46,17 +45,7 @@ __version__ = "0.1.0"
 
 _LAZY = {"PullbackFrechetMean": "geomstats_pullback.statistics"}  # name -> module importing scikit-learn
 
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
 
 
 __all__ = [

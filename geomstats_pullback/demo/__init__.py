@@ -13,7 +13,7 @@ the package attribute ``run`` is that module: import the function as
 ``from geomstats_pullback.demo.run import run`` to be safe.
 """
 
-import importlib
+from geomstats_pullback._lazy import lazy_attributes
 
 from geomstats_pullback.demo.config import DemoConfig
 
@@ -21,14 +21,4 @@ __all__ = ["VAE", "DemoConfig", "run"]
 
 _LAZY = {"VAE": "geomstats_pullback.demo.vae", "run": "geomstats_pullback.demo.run"}
 
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
