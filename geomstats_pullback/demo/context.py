@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 EPS = 1e-8  # Tikhonov term of the demo's metrics (see latent_space)
 NEWTON_ITER = 100  # per level of the discrete geodesic solver: the paths through gaps need them
+EXP_RTOL = 1e-4  # tolerance of exp relative to the geodesic's scale: the figures need no more (see latent_space)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +129,8 @@ def latent_space(decoder, codes, config):
     directly, and no ``exp`` call; ``log`` is then accurate to
     ``O(1 / n_nodes^4)`` (relative). ``exp`` takes ``config.exp_steps``
     eighth-order steps: the demo shoots only short vectors (Fréchet-mean
-    steps, analogies). The metric gets a Tikhonov term ``EPS * I``: far from
+    steps, analogies), and its figures need them to ``EXP_RTOL`` of their
+    scale, not to the library's default ``1e-6``. The metric gets a Tikhonov term ``EPS * I``: far from
     the data the sigmoid output saturates and ``J`` loses rank, where a
     geodesic may wander.
 
@@ -144,7 +146,7 @@ def latent_space(decoder, codes, config):
     space : DecoderManifold
     """
     space = DecoderManifold(decoder, codes.shape[-1], region=codes, metric_kwargs={"eps": EPS})
-    space.metric.exp_solver = GeodesicIVPSolver(space, n_steps=config.exp_steps)
+    space.metric.exp_solver = GeodesicIVPSolver(space, n_steps=config.exp_steps, rtol=EXP_RTOL)
     space.metric.log_solver = GeodesicBVPSolver(space, n_nodes=config.nodes, shooting=False, max_iter=NEWTON_ITER)
     return space
 
@@ -224,18 +226,20 @@ def build_context(config, report):
 
 @contextlib.contextmanager
 def solver_warnings():
-    """Collect the log solver's convergence warnings instead of printing one per call.
+    """Collect the geodesic solvers' convergence warnings instead of printing one per call.
 
     Yields
     ------
     caught : list of warnings.WarningMessage
     """
-    solver_logger = logging.getLogger(GeodesicBVPSolver.__module__)
-    level = solver_logger.level
-    solver_logger.setLevel(logging.ERROR)
+    solver_loggers = [logging.getLogger(solver.__module__) for solver in (GeodesicBVPSolver, GeodesicIVPSolver)]
+    levels = [solver_logger.level for solver_logger in solver_loggers]
+    for solver_logger in solver_loggers:
+        solver_logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             yield caught
     finally:
-        solver_logger.setLevel(level)
+        for solver_logger, level in zip(solver_loggers, levels):
+            solver_logger.setLevel(level)
