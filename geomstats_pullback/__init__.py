@@ -38,6 +38,7 @@ from geomstats_pullback.errors import (  # noqa: E402
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric  # noqa: E402
+from geomstats_pullback.outputs import OutputDecoder  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
 
@@ -67,6 +68,7 @@ __all__ = [
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
     "linear_path",
+    "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",
     "path_length",

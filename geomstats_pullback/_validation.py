@@ -121,3 +121,28 @@ def warn_unconverged(logger, message, *, stacklevel=2):
     """
     logger.log(logging.WARNING, message)
     warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel + 1)
+
+
+def check_in_range(values, name, *, low, high=None):
+    """Return ``values`` (an array) after checking ``low <= values <= high``.
+
+    NaN entries pass: the decoder adapters report them as non-finite output.
+
+    Raises
+    ------
+    ValueError
+        If an entry is below ``low`` or above ``high``.
+    """
+    outside = values < low
+    if high is not None:
+        outside = outside | (values > high)
+    if bool(outside.any()):
+        raise ValueError(
+            f"{name} must lie in {_interval(low, high)}; {int(outside.sum())} of {math.prod(values.shape)} "
+            f"entries do not (min {float(values.min()):.6g}, max {float(values.max()):.6g})."
+        )
+    return values
+
+
+def _interval(low, high):
+    return f"[{low:g}, {high:g}]" if high is not None else f"[{low:g}, inf)"

@@ -4,8 +4,11 @@ import geomstats.backend as gs
 from geomstats.geometry.manifold import Manifold
 
 from geomstats_pullback._validation import as_latent
-from geomstats_pullback.decoders import as_decoder
+from geomstats_pullback.decoders import Decoder, as_decoder
 from geomstats_pullback.metric import PullbackMetric
+from geomstats_pullback.outputs import FAMILIES, OutputDecoder
+
+OUTPUTS = ("euclidean", *FAMILIES)
 
 
 class DecoderManifold(Manifold):
@@ -23,6 +26,15 @@ class DecoderManifold(Manifold):
         ``[d]`` bounds samples uniformly in that box; an array of latent
         codes ``[n, d]`` (e.g. a data set's encodings) samples among them.
         Default: the box ``[-1, 1]^d``.
+    output : {"euclidean", "bernoulli", "categorical", "poisson"}
+        Geometry of the data space. ``"euclidean"``: the decoder's outputs
+        are points of ``R^D``. Otherwise they parametrise a distribution
+        per entry (logits by default; see
+        :class:`~geomstats_pullback.outputs.OutputDecoder`) and the metric is
+        the pullback of that family's Fisher–Rao metric.
+    output_kwargs : dict, optional
+        Keyword arguments of :class:`~geomstats_pullback.outputs.OutputDecoder`
+        (``parametrisation``).
     equip : bool
         Equip with :class:`~geomstats_pullback.metric.PullbackMetric`.
     metric_kwargs : dict, optional
@@ -39,7 +51,19 @@ class DecoderManifold(Manifold):
     torch.Size([3, 2, 2])
     """
 
-    def __init__(self, decoder, latent_dim, *, region=None, equip=True, metric_kwargs=None, **decoder_kwargs):
+    def __init__(
+        self, decoder, latent_dim, *, output="euclidean", output_kwargs=None, region=None, equip=True,
+        metric_kwargs=None, **decoder_kwargs,
+    ):
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
+        if output != "euclidean":
+            if isinstance(decoder, Decoder):
+                raise TypeError(f"output={output!r} needs the torch decoder itself, not a {type(decoder).__name__} adapter.")
+            decoder = OutputDecoder(decoder, output, **(output_kwargs or {}))
+        elif output_kwargs:
+            raise ValueError("output_kwargs is only used with a distribution output (output='bernoulli', ...).")
+        self.output = output
         self.decoder = as_decoder(decoder, latent_dim, **decoder_kwargs)
         super().__init__(dim=self.decoder.latent_dim, shape=(self.decoder.latent_dim,), equip=False)
         self.region = region
