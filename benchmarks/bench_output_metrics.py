@@ -25,16 +25,16 @@ import os
 
 os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
-import geomstats.backend as gs  # noqa: E402
-import torch  # noqa: E402
-from _timing import add_out_option, best_of, recorded, single_thread  # noqa: E402
-from geomstats.information_geometry.binomial import BinomialDistributions  # noqa: E402
-from geomstats.information_geometry.categorical import CategoricalDistributions  # noqa: E402
-from geomstats.information_geometry.poisson import PoissonDistributions  # noqa: E402
-from torch.func import jacrev  # noqa: E402
+import geomstats.backend as gs
+import torch
+from _timing import add_out_option, best_of, recorded, single_thread
+from geomstats.information_geometry.binomial import BinomialDistributions
+from geomstats.information_geometry.categorical import CategoricalDistributions
+from geomstats.information_geometry.poisson import PoissonDistributions
+from torch.func import jacrev
 
-import geomstats_pullback as gp  # noqa: E402
-from geomstats_pullback import analytic  # noqa: E402
+import geomstats_pullback as gp
+from geomstats_pullback import analytic
 
 D = 784
 
@@ -52,7 +52,7 @@ def dense_fisher_pullback(net, family, z):
     space = make_space()
     out = []
     for point in z:
-        theta_fn = lambda x: to_theta(net(x[None]))[0]  # noqa: E731
+        theta_fn = lambda x: to_theta(net(x[None]))[0]
         jac = jacrev(theta_fn)(point)  # [D, 2]
         fisher = space.metric.metric_matrix(to_point(theta_fn(point)))  # [D, 1, 1] or [D, D]
         if fisher.ndim == 3:
@@ -78,8 +78,8 @@ def main():
         points = spaces["euclidean"].random_point(args.n_points)
         times = {}
         for output, space in spaces.items():
-            t_dist, _ = best_of(lambda: space.metric.dist(start, end), args.repeats)
-            t_matrix, matrix = best_of(lambda: space.metric.metric_matrix(points), args.repeats)
+            t_dist, _ = best_of(lambda space=space: space.metric.dist(start, end), args.repeats)
+            t_matrix, matrix = best_of(lambda space=space: space.metric.metric_matrix(points), args.repeats)
             times[output] = (t_dist, t_matrix, matrix)
         print(f"threads: {threads}; decoder 2-64-64-784 tanh float64; {args.n_pairs} pairs, "
               f"metric_matrix on {args.n_points} points, dense route timed on {args.n_dense} points")
@@ -90,7 +90,7 @@ def main():
         for family in FAMILIES:
             t_dist, t_matrix, matrix = times[family]
             k = args.n_dense
-            t_dense, dense = best_of(lambda: dense_fisher_pullback(net, family, points[:k]), 1)
+            t_dense, dense = best_of(lambda family=family, k=k: dense_fisher_pullback(net, family, points[:k]), 1)
             per_ours, per_dense = t_matrix / args.n_points, t_dense / k
             difference = ((matrix[:k] - dense).abs().max() / dense.abs().max()).item()
             worst_ratio = max(worst_ratio, t_dist / t_dist0)

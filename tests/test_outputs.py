@@ -5,6 +5,7 @@ import math
 import geomstats.backend as gs
 import pytest
 import torch
+from cases import CASES
 from geomstats.information_geometry.binomial import BinomialDistributions
 from geomstats.information_geometry.categorical import CategoricalDistributions
 from geomstats.information_geometry.poisson import PoissonDistributions
@@ -14,8 +15,6 @@ import geomstats_pullback as gp
 from geomstats_pullback import analytic
 from geomstats_pullback.geodesics import GeodesicBVPSolver
 from geomstats_pullback.outputs import bernoulli_map, categorical_map, poisson_map
-
-from cases import CASES
 
 N_CATEGORIES = 4
 BERNOULLI = BinomialDistributions(n_draws=1)
@@ -156,6 +155,7 @@ def test_extreme_logits_are_finite():
     big = torch.tensor([-1000.0, 1000.0], dtype=torch.float64)
     torch.testing.assert_close(bernoulli_map(big), torch.tensor([0.0, math.pi], dtype=torch.float64))
     torch.testing.assert_close(categorical_map(torch.tensor([1000.0, -1000.0, 0.0])), torch.tensor([2.0, 0.0, 0.0]))
+    assert bool(torch.isfinite(poisson_map(big)).all())
     space = gp.DecoderManifold(lambda z: 1000 * z, 2, output="bernoulli")
     matrix = space.metric.metric_matrix(gs.array([[1.0, -1.0], [0.0, 0.5]]))
     assert bool(torch.isfinite(matrix).all())
