@@ -132,6 +132,12 @@ class EnsembleDecoder(torch.nn.Module):
 
     def _probe(self):
         """Evaluate every member at the zero latent point; their common output shape."""
+        kinds = {_probe_dtype([member]) for member in self.members if isinstance(member, torch.nn.Module)}
+        if len(kinds) > 1:
+            raise ValueError(
+                "All members must have one dtype and device, got "
+                f"{', '.join(sorted(f'{dtype} on {device}' for dtype, device in kinds))}."
+            )
         dtype, device = _probe_dtype(self.members)
         zero = torch.zeros(1, self.latent_dim, dtype=dtype, device=device)
         reference = None
