@@ -165,3 +165,19 @@ def test_ensemble_follows_its_members_mode():
     net = _dropout_mlp()
     assert not gp.EnsembleDecoder([net, net]).training
     assert gp.EnsembleDecoder([net, _dropout_mlp().train()]).training
+
+
+def test_metric_gradient_through_the_ensemble_matches_per_member_autodiff():
+    """Under grad mode the derivatives run through torch.func's forward mode (the stacking's jvp rule)."""
+    members = [analytic.random_mlp((2, 16, 16, 10), seed=seed) for seed in range(3)]
+    space = gp.DecoderManifold(gp.EnsembleDecoder(members), latent_dim=2)
+    z = CASES["mlp-float64"].points(4, seed=7).requires_grad_(True)
+    metric = space.metric.metric_matrix(z)
+    torch.testing.assert_close(metric.detach(), space.metric.metric_matrix(z.detach()), atol=1e-14, rtol=0)
+    metric.sum().backward()
+
+    def total(point):
+        return _expected_metric(members, point[None], torch.float64).sum()
+
+    expected = torch.stack([torch.func.grad(total)(point) for point in z.detach()])
+    torch.testing.assert_close(z.grad, expected, atol=1e-12, rtol=1e-12)
