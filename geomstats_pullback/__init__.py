@@ -20,6 +20,7 @@ from geomstats_pullback.decoders import (  # noqa: E402
     TorchDecoder,
     as_decoder,
 )
+from geomstats_pullback.ensembles import EnsembleDecoder, MCDropoutDecoder  # noqa: E402
 from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
 from geomstats_pullback.distances import (  # noqa: E402
     BlockRunStats,
@@ -61,6 +62,7 @@ __all__ = [
     "Decoder",
     "DecoderManifold",
     "DistanceStoreError",
+    "EnsembleDecoder",
     "geodesic_kneighbors",
     "geodesic_kneighbors_graph",
     "GeodesicBVPResult",
@@ -68,6 +70,7 @@ __all__ = [
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
     "linear_path",
+    "MCDropoutDecoder",
     "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",

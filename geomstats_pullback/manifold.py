@@ -6,6 +6,7 @@ from geomstats.geometry.manifold import Manifold
 from geomstats_pullback._validation import as_latent
 from geomstats_pullback.decoders import Decoder, as_decoder
 from geomstats_pullback.metric import PullbackMetric
+from geomstats_pullback.ensembles import EnsembleDecoder
 from geomstats_pullback.outputs import FAMILIES, OutputDecoder
 
 OUTPUTS = ("euclidean", *FAMILIES)
@@ -60,6 +61,12 @@ class DecoderManifold(Manifold):
         if output != "euclidean":
             if isinstance(decoder, Decoder):
                 raise TypeError(f"output={output!r} needs the torch decoder itself, not a {type(decoder).__name__} adapter.")
+            if isinstance(decoder, EnsembleDecoder):
+                raise TypeError(
+                    f"output={output!r} on an ensemble would map its averaged stack, not each member: apply the "
+                    f"output map per member, EnsembleDecoder([OutputDecoder(f, {output!r}), ...]) or "
+                    f"MCDropoutDecoder(OutputDecoder(module, {output!r}), ...), with output='euclidean'."
+                )
             decoder = OutputDecoder(decoder, output, **(output_kwargs or {}))
         elif output_kwargs:
             raise ValueError("output_kwargs is only used with a distribution output (output='bernoulli', ...).")
