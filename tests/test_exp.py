@@ -1,6 +1,5 @@
 """``exp``'s error control: DOP853's embedded estimate, the warning and flag, adaptive steps, empty batches."""
 
-import math
 import warnings
 
 import geomstats.backend as gs
