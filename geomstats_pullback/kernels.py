@@ -91,25 +91,29 @@ def solve_gram(gram, rhs, *, rank_rtol=None):
     -------
     result : GramSolve
     """
-    if rank_rtol is not None:
-        singular = singular_mask(gram, rank_rtol=rank_rtol)
-        eye = gs.eye(gram.shape[-1], dtype=gram.dtype)
-        gram = gs.where(singular[:, None, None], eye, gram)
-    # One vector solve per column: geomstats' solve takes vector right-hand sides.
+    if rank_rtol is None:
+        solution = _solve_unchecked(gram, rhs)
+        flat = gs.reshape(solution, (solution.shape[0], solution.shape[1] * solution.shape[2]))
+        return GramSolve(solution, ~gs.all(gs.abs(flat) < float("inf"), axis=-1))
+    singular = singular_mask(gram, rank_rtol=rank_rtol)
+    eye = gs.eye(gram.shape[-1], dtype=gram.dtype)
+    solution = _solve_columns(gs.where(singular[:, None, None], eye, gram), rhs)
+    return GramSolve(gs.where(singular[:, None, None], float("nan"), solution), singular)
+
+
+def _solve_columns(gram, rhs):
+    """``G^{-1} rhs`` column by column (geomstats' solve takes vector right-hand sides): ``[B, d, k]``."""
     columns = gs.moveaxis(rhs, -1, -2)  # [B, k, d]
     matrices = gs.broadcast_to(gram[..., None, :, :], columns.shape + columns.shape[-1:])
+    return gs.moveaxis(gs.linalg.solve(matrices, columns), -1, -2)
+
+
+def _solve_unchecked(gram, rhs):
+    """``G^{-1} rhs`` without a rank check; NaN rows where the backend refuses an exactly singular ``G``."""
     try:
-        solution = gs.linalg.solve(matrices, columns)  # [B, k, d]
+        return _solve_columns(gram, rhs)
     except (RuntimeError, ValueError):  # torch's and numpy's LinAlgError
-        if rank_rtol is not None:
-            raise
-        return solve_gram(gram, rhs, rank_rtol=DEFAULT_RANK_RTOL)
-    solution = gs.moveaxis(solution, -1, -2)  # [B, d, k]
-    if rank_rtol is None:
-        singular = ~gs.all(gs.abs(gs.reshape(solution, (solution.shape[0], solution.shape[1] * solution.shape[2]))) < float("inf"), axis=-1)
-    else:
-        solution = gs.where(singular[:, None, None], float("nan"), solution)
-    return GramSolve(solution, singular)
+        return solve_gram(gram, rhs, rank_rtol=DEFAULT_RANK_RTOL).solution
 
 
 def require_full_rank(singular, *, rank_rtol):
@@ -205,7 +209,7 @@ def christoffel_contraction(jac, second, *, eps=0.0, rank_rtol=None):
     rhs = gs.einsum("bai,bka->bik", jac, second)  # [B, d, K]
     metric_matrix = gram(jac, eps=eps)
     if rank_rtol is None:
-        solution = solve_gram(metric_matrix, rhs).solution
+        solution = _solve_unchecked(metric_matrix, rhs)
     else:
         solution = solve_gram_checked(metric_matrix, rhs, rank_rtol=rank_rtol)
     return gs.einsum("bik->bki", solution)
