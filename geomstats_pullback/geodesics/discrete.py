@@ -25,7 +25,7 @@ import geomstats.backend as gs
 import numpy as np
 
 from geomstats_pullback import _blocktridiag
-from geomstats_pullback.geodesics.batched import scatter
+from geomstats_pullback.geodesics.batched import isolate_failures, scatter
 from geomstats_pullback.geodesics.stencils import second_difference
 from geomstats_pullback.paths import decode_nodes
 
@@ -85,19 +85,16 @@ def decode_trials(decoder, nodes, usable):
     """
     rows = gs.where(usable)[0]
     out = gs.zeros(nodes.shape[:2] + (decoder.output_dim,), dtype=nodes.dtype)
+    ok = gs.zeros(usable.shape, dtype=bool)
     if rows.shape[0] == 0:
-        return out, gs.zeros(usable.shape, dtype=bool)
-    try:
-        out[rows] = decode_nodes(decoder, nodes[rows])
-    except FloatingPointError:
-        if rows.shape[0] == 1:
-            return out, gs.zeros(usable.shape, dtype=bool)
-        half = gs.zeros(usable.shape, dtype=bool)
-        half[rows[: rows.shape[0] // 2]] = True
-        first, ok_first = decode_trials(decoder, nodes, half)
-        second, ok_second = decode_trials(decoder, nodes, usable & ~half)
-        return gs.where(ok_first[:, None, None], first, second), ok_first | ok_second
-    return out, usable
+        return out, ok
+    decoded, decoded_ok = isolate_failures(
+        lambda trial_nodes: decode_nodes(decoder, trial_nodes), [nodes[rows]], (FloatingPointError,),
+        lambda n: gs.zeros((n,) + out.shape[1:], dtype=out.dtype),
+    )
+    out[rows] = decoded
+    ok[rows] = decoded_ok
+    return out, ok
 
 
 def newton_system(decoder, eps, path, decoded):

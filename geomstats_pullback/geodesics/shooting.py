@@ -14,7 +14,7 @@ from typing import NamedTuple
 import geomstats.backend as gs
 
 from geomstats_pullback.errors import RankDeficientJacobianError
-from geomstats_pullback.geodesics.batched import reported, scatter
+from geomstats_pullback.geodesics.batched import isolate_failures, reported, scatter
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +53,11 @@ def guarded_exp(exp, tangent_vec, base_point):
     end_point : [B, d]
     ok : [B] bool
     """
-    try:
-        end_point = exp(tangent_vec, base_point)
-    except (FloatingPointError, RankDeficientJacobianError):
-        n_pairs = tangent_vec.shape[0]
-        if n_pairs == 1:
-            return gs.zeros_like(tangent_vec) * float("nan"), gs.zeros(1, dtype=bool)
-        half = n_pairs // 2
-        first, ok_first = guarded_exp(exp, tangent_vec[:half], base_point[:half])
-        second, ok_second = guarded_exp(exp, tangent_vec[half:], base_point[half:])
-        return gs.concatenate([first, second]), gs.concatenate([ok_first, ok_second])
-    ok = ~gs.any(gs.isnan(end_point), axis=-1) & gs.all(gs.abs(end_point) < float("inf"), axis=-1)
+    end_point, ok = isolate_failures(
+        exp, [tangent_vec, base_point], (FloatingPointError, RankDeficientJacobianError),
+        lambda n: gs.zeros((n,) + tangent_vec.shape[1:], dtype=tangent_vec.dtype) * float("nan"),
+    )
+    ok = ok & ~gs.any(gs.isnan(end_point), axis=-1) & gs.all(gs.abs(end_point) < float("inf"), axis=-1)
     return end_point, ok
 
 
