@@ -60,6 +60,12 @@ def discrete_energy(decoded, path, eps):
     return energy
 
 
+def objective(decoded, path, eps, density=None):
+    """:func:`discrete_energy`, plus ``density.value(path)`` (a :class:`~.density.DensityPenalty`) if given: ``[B]``."""
+    energy = discrete_energy(decoded, path, eps)
+    return energy if density is None else energy + density.value(path)
+
+
 def interior_jacobians(decoder, path):
     """Jacobians at the interior nodes of ``path [B, N+1, d]``, one decoder call: ``[B*(N-1), D, d]``."""
     return decoder.jacobian(gs.reshape(path[:, 1:-1], (-1, path.shape[-1])))
@@ -155,7 +161,7 @@ def second_order_term(decoder, path, weights, *, every_node=False):
     return (n_nodes - 1) * out
 
 
-def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order):
+def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order, density=None):
     """Minimise the discrete energy over interior nodes: damped Newton, batched.
 
     Each iteration factorises ``H + lambda s I`` (``s`` the Gauss-Newton
@@ -183,6 +189,9 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     max_iter : int
     second_order : bool
         Newton (exact Hessian) rather than Gauss-Newton.
+    density : DensityPenalty, optional
+        Minimise :func:`objective` with this penalty (likely geodesics,
+        :mod:`.density`): its gradient and diagonal blocks join the system.
 
     Returns
     -------
@@ -191,7 +200,7 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     n_pairs, n_nodes, dim = path.shape
     eye = gs.eye(dim, dtype=path.dtype)
     decoded = decode_nodes(decoder, path)
-    energy = discrete_energy(decoded, path, eps)
+    energy = objective(decoded, path, eps, density)
     converged = gs.zeros(n_pairs, dtype=bool)
     given_up = gs.zeros(n_pairs, dtype=bool)
     second = gs.zeros((n_pairs, n_nodes - 2, dim, dim), dtype=path.dtype)
@@ -206,6 +215,9 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
         if second_order and iteration % SECOND_ORDER_REFRESH == 0:
             second = scatter(second, active, second_order_term(decoder, path[active], weights))
         diag = gauss_newton + second[active]
+        if density is not None:
+            density_grad, density_blocks = density.newton_terms(path[active])
+            grad, diag = grad + density_grad, diag + density_blocks
         scale = gs.einsum("bkii->bk", gauss_newton) / dim  # [A, N-1]
         pending = gs.ones(active.shape[0], dtype=bool)
         for _ in range(MAX_DAMPING_TRIES):
@@ -225,7 +237,7 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             interior, decoded_ok = decode_trials(decoder, trial[:, 1:-1], usable)
             trial_decoded = gs.concatenate([decoded[rows, :1], interior, decoded[rows, -1:]], axis=1)
             usable = usable & decoded_ok
-            trial_energy = gs.where(usable, discrete_energy(trial_decoded, trial, eps), float("inf"))
+            trial_energy = gs.where(usable, objective(trial_decoded, trial, eps, density), float("inf"))
             near_newton = lam <= NEAR_NEWTON_DAMPING
             small = usable & (step_size <= xtol[rows]) & near_newton
             # A relative slack of 1e-12 keeps rounding from blocking the last steps.

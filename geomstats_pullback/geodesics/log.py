@@ -31,6 +31,13 @@ its damping and gives them up). A metric singular at an end point is refused
 up front (:class:`~geomstats_pullback.errors.RankDeficientJacobianError`,
 unless ``eps > 0`` regularises it).
 
+With ``density=log_p`` and ``density_weight=lam > 0`` the solver returns
+*likely geodesics* instead (:mod:`.density`): minimisers of the energy plus
+``lam * int -log p``. They are not geodesics of the metric, so neither the
+fourth-order correction nor shooting applies: ``path`` is the discrete
+minimiser (``O(1/N^2)``), ``tangent_vec`` its initial velocity, ``residual``
+NaN. ``density_weight=0`` gives the geodesic, exactly as without ``density``.
+
 Hard problems (far-apart points, decoders with holes, as stochastic decoders
 have) may need a better start than the straight latent line: pass ``init``, a
 set of latent points (e.g. a data set's codes); the start is then the shortest
@@ -50,6 +57,7 @@ from geomstats_pullback import kernels
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float, check_integer, warn_unconverged
 from geomstats_pullback.geodesics.batched import reported, scatter
 from geomstats_pullback.geodesics.correction import end_point_sensitivity, fourth_order_correction
+from geomstats_pullback.geodesics.density import DensityPenalty
 from geomstats_pullback.geodesics.discrete import discrete_geodesic
 from geomstats_pullback.geodesics.graph_init import graph_paths
 from geomstats_pullback.geodesics.shooting import shoot
@@ -131,9 +139,17 @@ class GeodesicBVPSolver(LogSolver):
         (shortest paths, data-space edge lengths). Default: straight lines.
     n_neighbors : int
         ``k`` of that graph.
+    density : callable, optional
+        A latent log density ``log p: [..., d] -> [...]`` (torch, twice
+        differentiable; e.g. a :class:`~.density.GaussianMixtureDensity`):
+        solve for likely geodesics (see the module's docstring).
+    density_weight : float
+        ``lambda >= 0``, the weight of ``int -log p`` against the energy.
 
     Attributes
     ----------
+    penalty : DensityPenalty or None
+        The density term made of ``density`` and ``density_weight``.
     result_ : GeodesicBVPResult or None
         Result of the last call of :meth:`solve` (or :meth:`log`).
 
@@ -158,6 +174,8 @@ class GeodesicBVPSolver(LogSolver):
         shooting=True,
         init=None,
         n_neighbors=8,
+        density=None,
+        density_weight=1.0,
     ):
         super().__init__(solves_bvp=True)
         self._space = space
@@ -168,6 +186,7 @@ class GeodesicBVPSolver(LogSolver):
         self.shooting = bool(shooting)
         self.n_neighbors = check_integer(n_neighbors, "n_neighbors", low=1)
         self.init = init
+        self.penalty = None if density is None else DensityPenalty(density, density_weight)
         self.result_ = None
 
     @property
@@ -338,13 +357,18 @@ class GeodesicBVPSolver(LogSolver):
         idx = gs.where(moving)[0]
         discrete = self._discrete_stage(end, start, idx, separation, initial_path)
         tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
-        if self.shooting:
+        if self.shooting and not self._likely:
             exp = self._space.metric.exp
             shot = shoot(exp, tangent_vec, start, end, idx, discrete.sensitivity, threshold, max_iter=self.max_shooting_iter)
             n_iter = discrete.n_iter + shot.n_calls
             return GeodesicBVPResult(shot.tangent_vec, discrete.path, shot.converged, shot.residual, n_iter, shot.n_calls)
         residual = gs.where(moving, float("nan"), 0.0)  # not measured: no exp call without shooting
         return GeodesicBVPResult(tangent_vec, discrete.path, discrete.converged | ~moving, residual, discrete.n_iter, 0)
+
+    @property
+    def _likely(self):
+        """Whether the density penalty changes the paths (no correction, no shooting)."""
+        return self.penalty is not None and self.penalty.active
 
     def _discrete_stage(self, end, start, idx, separation, initial_path):
         """Fourth-order discrete geodesics of the pairs ``idx``, coarse to fine (or from ``initial_path``)."""
@@ -373,12 +397,15 @@ class GeodesicBVPSolver(LogSolver):
             level_tol = FINE_XTOL if last else COARSE_XTOL
             xtol = level_tol * separation[idx] + XTOL_FLOOR * (1 + gs.linalg.norm(end[idx], axis=-1))
             result = discrete_geodesic(
-                decoder, eps, path[idx], damping[idx], xtol=xtol, max_iter=self.max_iter, second_order=last
+                decoder, eps, path[idx], damping[idx], xtol=xtol, max_iter=self.max_iter, second_order=last,
+                density=self.penalty,
             )
             n_iter += result.n_iter
             damping = scatter(damping, idx, result.damping)
-            if not last:
+            if not last or self._likely:
                 path = scatter(path, idx, result.path)
+                if last:
+                    converged = scatter(converged, idx, result.converged)
                 continue
             correction = fourth_order_correction(decoder, eps, result.path, result.decoded, result.converged)
             n_iter += correction.n_steps
