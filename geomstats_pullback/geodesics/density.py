@@ -166,7 +166,7 @@ class GaussianMixtureDensity:
     def __init__(self, weights, means, precision_cholesky):
         weights = torch.as_tensor(np.asarray(weights, dtype=np.float64)).reshape(-1)
         means = torch.as_tensor(np.asarray(means, dtype=np.float64))
-        chol = torch.as_tensor(np.asarray(precision_cholesky, dtype=np.float64))
+        chol = torch.as_tensor(np.array(precision_cholesky, dtype=np.float64))
         n_components = weights.shape[0]
         if means.ndim != 2 or means.shape[0] != n_components:
             raise ValueError(f"means must have shape [{n_components}, d], got {tuple(means.shape)}.")
