@@ -200,7 +200,7 @@ def metropolis_log_acceptance(log_target, log_target_proposal):
         torch.where(torch.isinf(log_target_proposal), -math.inf, 0.0),
         log_target_proposal - log_target,
     )
-    return torch.clamp(torch.nan_to_num(difference, nan=-math.inf), max=0.0)
+    return torch.clamp(torch.where(torch.isnan(difference), -math.inf, difference), max=0.0)
 
 
 def _initial_states(region, initial, n_chains, generator):
