@@ -37,11 +37,13 @@ from geomstats_pullback.errors import (  # noqa: E402
     RankDeficientJacobianError,
 )
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
+from geomstats_pullback.geodesics.density import GaussianMixtureDensity  # noqa: E402
 from geomstats_pullback.manifold import DecoderManifold  # noqa: E402
 from geomstats_pullback.metric import PullbackMetric  # noqa: E402
 from geomstats_pullback.outputs import OutputDecoder  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
+from geomstats_pullback.sampling import CodeSupport, MCMCSamples, geodesic_random_walk, sample_volume  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -57,12 +59,15 @@ __all__ = [
     "BACKEND",
     "BlockRunStats",
     "CheckpointError",
+    "CodeSupport",
     "ConvergenceWarning",
     "decoded_path",
     "Decoder",
     "DecoderManifold",
     "DistanceStoreError",
     "EnsembleDecoder",
+    "GaussianMixtureDensity",
+    "geodesic_random_walk",
     "geodesic_kneighbors",
     "geodesic_kneighbors_graph",
     "GeodesicBVPResult",
@@ -71,6 +76,7 @@ __all__ = [
     "GeodesicNeighbors",
     "linear_path",
     "MCDropoutDecoder",
+    "MCMCSamples",
     "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",
@@ -78,6 +84,7 @@ __all__ = [
     "PullbackFrechetMean",
     "PullbackMetric",
     "RankDeficientJacobianError",
+    "sample_volume",
     "sample_sectional_curvatures",
     "SectionalCurvatureSample",
     "StochasticDecoder",
