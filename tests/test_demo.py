@@ -19,6 +19,9 @@ FIGURES = (
     "curvature",
     "analogies",
     "frechet",
+    "sampling",
+    "likely_geodesic",
+    "likely_geodesic_strips",
 )
 # Discrete geodesics are measured on their refined latent polyline: that can exceed the
 # discrete optimum's chord length by O(1 / n_nodes^2) of the length.

@@ -152,6 +152,10 @@ class DemoConfig:
         "gradient-descent iterations of the Frechet means, at most", _positive, quick=3, full=8
     )
     exp_steps: int | None = _size("eighth-order Runge-Kutta steps of the exponential map", _positive, quick=3, full=6)
+    volume_samples: int | None = _size(
+        "samples of the Riemannian volume drawn in the sampling section (16 chains)", _positive, quick=64, full=640
+    )
+    sampler_burn_in: int | None = _size("burn-in steps of the volume sampler's chains", _non_negative, quick=20, full=500)
     seed: int = _option(
         0, help=f"seed of training and of the sampled pairs, 0 to {MAX_SEED} (default 0)", type=int_in(0, MAX_SEED)
     )
