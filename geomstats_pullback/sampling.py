@@ -204,7 +204,13 @@ def metropolis_log_acceptance(log_target, log_target_proposal):
 
 
 def _initial_states(region, initial, n_chains, generator):
-    """``[n_chains, d]`` starts: rows of ``initial`` (or of the region's codes) drawn with replacement."""
+    """``[n_chains, d]`` starts: rows of ``initial`` (or of the region's codes) drawn with replacement.
+
+    Without ``initial``, a :class:`BoxRegion` starts its chains uniformly in the box.
+    """
+    if initial is None and isinstance(region, BoxRegion):
+        uniform = torch.rand((n_chains, region.low.shape[0]), generator=generator, dtype=torch.float64)
+        return region.low + (region.high - region.low) * uniform
     if initial is None:
         initial = getattr(region, "codes", None)
         if initial is None:
@@ -275,7 +281,8 @@ def sample_volume(
         the :class:`CodeSupport` of its codes).
     initial : array-like, shape=[m, dim], optional
         Starting points (drawn with replacement); those outside the region
-        are discarded. Default: the region's codes.
+        are discarded. Default: the region's codes (uniform points for a
+        :class:`BoxRegion`).
     n_chains, burn_in, thin : int
     step_size : float, optional
         Initial random-walk step, relative to the preconditioner. Default:
