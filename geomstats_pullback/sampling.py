@@ -216,11 +216,26 @@ def _initial_states(region, initial, n_chains, generator):
         if initial is None:
             raise ValueError("pass initial=<points inside the region> for a region without codes.")
     initial = torch.as_tensor(np.asarray(initial, dtype=np.float64)).reshape(-1, np.shape(initial)[-1])
-    inside = region(initial)
+    inside = _inside(region, initial)
     if not bool(inside.any()):
         raise ValueError("no initial point lies inside the region.")
     initial = initial[inside]
     return initial[torch.randint(initial.shape[0], (n_chains,), generator=generator)]
+
+
+def _generator(seed):
+    """A torch generator seeded with ``seed``, or from torch's global generator (``torch.manual_seed``)."""
+    if seed is None:
+        seed = int(torch.randint(2**62, (1,)))
+    return torch.Generator().manual_seed(check_integer(seed, "seed", low=0))
+
+
+def _inside(region, points):
+    """``region(points [B, d])`` as a torch bool tensor ``[B]``; raises if it is not ``[B]``."""
+    inside = torch.as_tensor(region(points), dtype=torch.bool)
+    if tuple(inside.shape) != tuple(points.shape[:1]):
+        raise ValueError(f"region must map [B, d] points to [B] booleans, got shape {tuple(inside.shape)}.")
+    return inside
 
 
 def _run(transition, state, keep, n, n_chains, burn_in, thin, progress, desc):
@@ -312,7 +327,7 @@ def sample_volume(
     _check_common(space, n, n_chains, burn_in, thin)
     dim = space.dim
     region = default_region(space) if region is None else region
-    generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    generator = _generator(seed)
     z = _initial_states(region, initial, n_chains, generator)
     root = _preconditioner_root(preconditioner, region, dim)
     step = 2.38 / math.sqrt(dim) / 5 if step_size is None else check_float(step_size, "step_size", low=0, strict=True)
@@ -323,7 +338,7 @@ def sample_volume(
         nonlocal log_step
         z, log_p = state
         proposal = z + math.exp(float(log_step)) * torch.randn(z.shape, generator=generator, dtype=z.dtype) @ root.T
-        inside = region(proposal)
+        inside = _inside(region, proposal)
         log_p_new = torch.full_like(log_p, -math.inf)
         log_p_new[inside] = log_volume_density(space, proposal[inside])
         log_accept = metropolis_log_acceptance(log_p, log_p_new)
@@ -415,7 +430,7 @@ def geodesic_random_walk(
     _check_common(space, n, n_chains, burn_in, thin)
     step_size = check_float(step_size, "step_size", low=0, strict=True)
     region = default_region(space) if region is None else region
-    generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    generator = _generator(seed)
     z = _initial_states(region, initial, n_chains, generator)
     solver = space.metric.exp_solver
 
@@ -436,7 +451,7 @@ def geodesic_random_walk(
         )
         end = torch.as_tensor(end, dtype=torch.float64)
         accept = ok & torch.isfinite(end).all(-1)
-        accept[accept.clone()] = region(end[accept])
+        accept[accept.clone()] = _inside(region, end[accept])
         return torch.where(accept[:, None], end, z), accept.double()
 
     chains, rate = _run(transition, z, lambda state: state, n, n_chains, burn_in, thin, progress, "geodesic walk")

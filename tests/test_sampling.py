@@ -149,6 +149,8 @@ def test_bad_sampler_input():
         sample_volume(space, 10, initial=START, n_chains=0)
     with pytest.raises(ValueError, match="step_size"):
         geodesic_random_walk(space, 10, step_size=-1.0, initial=START)
+    with pytest.raises(ValueError, match="region must map"):
+        sample_volume(space, 10, initial=START, region=lambda z: torch.ones(z.shape, dtype=torch.bool))
     with pytest.raises(ValueError, match="preconditioner"):
         sample_volume(space, 10, initial=START, preconditioner=np.eye(3))
 
