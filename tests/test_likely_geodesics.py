@@ -106,6 +106,14 @@ def test_hessian_blocks_are_the_projected_hessian():
     assert bool((torch.linalg.eigvalsh(blocks) >= -1e-12).all())
 
 
+def test_affine_log_density_has_zero_hessian_blocks():
+    path = torch.randn(2, 5, 3, dtype=torch.float64)
+    direction = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    grad, blocks = DensityPenalty(lambda z: z @ direction, 4.0).newton_terms(path)
+    torch.testing.assert_close(blocks, torch.zeros(2, 3, 3, 3, dtype=torch.float64))
+    torch.testing.assert_close(grad, (-4.0 / 8) * direction.expand(2, 3, 3))
+
+
 def test_penalty_is_the_trapezoidal_rule():
     prior = GaussianMixtureDensity.standard_normal(2)
     # Straight path from (0, 0) to (1, 0): int_0^1 -log p = log(2 pi) + 1/6.

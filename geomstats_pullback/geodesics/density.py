@@ -122,9 +122,14 @@ class DensityPenalty:
         nodes = native[:, 1:-1].reshape(-1, dim).detach().requires_grad_(True)  # [M, d]
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self._negative_log(nodes).sum(), nodes, create_graph=True)  # [M, d]
+            # Rows are independent, so differentiating each column's sum gives the Hessians row by row;
+            # a gradient without graph (log p affine in z) has a zero Hessian.
             rows = [
-                torch.autograd.grad(grad[:, i].sum(), nodes, retain_graph=i < dim - 1)[0] for i in range(dim)
-            ]  # d x [M, d]: rows are independent, so each sum differentiates row by row
+                torch.autograd.grad(grad[:, i].sum(), nodes, retain_graph=True, allow_unused=True)[0]
+                if grad.requires_grad else None
+                for i in range(dim)
+            ]  # d x [M, d]
+        rows = [torch.zeros_like(nodes) if row is None else row for row in rows]
         hessian = torch.stack(rows, dim=-2).detach()  # [M, d, d]
         hessian = (hessian + hessian.transpose(-1, -2)) / 2
         eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
