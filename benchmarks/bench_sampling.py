@@ -25,7 +25,12 @@ from _timing import add_out_option, best_of, recorded, single_thread  # noqa: E4
 
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
-from geomstats_pullback.sampling import CodeSupport, effective_sample_size, geodesic_random_walk, sample_volume  # noqa: E402
+from geomstats_pullback.sampling import (  # noqa: E402
+    CodeSupport,
+    effective_sample_size,
+    geodesic_random_walk,
+    sample_volume,
+)
 
 
 def timed(fn):

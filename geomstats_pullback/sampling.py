@@ -19,8 +19,8 @@ Two samplers, both batched over independent chains:
   exactly. A proposal outside ``R`` is refused without calling the decoder.
   The step ``s`` is tuned during burn-in only (towards an acceptance rate of
   :data:`TARGET_ACCEPTANCE`), then frozen, so the kept states are those of a
-  fixed, reversible kernel. Cost per step: one Jacobian per chain
-  (``O(D d)`` forward-mode passes' worth) and an ``O(d^3)`` determinant, plus
+  fixed, reversible kernel. Cost per step: one decoder Jacobian per chain
+  (``d`` Jacobian-vector products) and an ``O(d^3)`` determinant, plus
   the region test.
 - :func:`geodesic_random_walk`: steps ``z' = exp_z(s u)`` along geodesics, ``u``
   uniform on the ``G``-unit sphere at ``z``; a step leaving ``R`` (or whose
@@ -43,7 +43,6 @@ samples of a set of chains (Geyer's initial positive sequence on the
 chains' mean autocorrelation).
 """
 
-import logging
 import math
 import warnings
 from typing import NamedTuple
@@ -57,8 +56,6 @@ from geomstats_pullback._validation import check_float, check_integer
 from geomstats_pullback.errors import ConvergenceWarning, RankDeficientJacobianError
 from geomstats_pullback.geodesics.batched import isolate_failures
 from geomstats_pullback.geodesics.exp import GeodesicIVPSolver
-
-logger = logging.getLogger(__name__)
 
 #: Acceptance rate the burn-in tunes the random-walk step towards (Roberts & Rosenthal's optimum for d >= 5 is 0.234).
 TARGET_ACCEPTANCE = 0.3

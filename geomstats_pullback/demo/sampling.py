@@ -183,8 +183,8 @@ def render_sampling(result, report, backdrop):
     report.add_section(
         "Sampling by the Riemannian volume, and a likely geodesic",
         paragraphs=[
-            f"{numbers['n_samples']} of {numbers['n_drawn']} samples of sqrt(det G) restricted to the codes' support (balls around the "
-            "codes, radii their 8th-neighbour distances), by random-walk Metropolis-Hastings with "
+            f"{numbers['n_samples']} of {numbers['n_drawn']} samples of sqrt(det G) restricted to the codes' "
+            "support (balls around the codes, radii their 8th-neighbour distances), by random-walk Metropolis-Hastings with "
             f"{N_CHAINS} chains (acceptance rate {numbers['acceptance_rate']:.3g}, effective sample size "
             f"{min(ess):.3g} to {max(ess):.3g}), beside as many samples of the prior: "
             f"{100 * numbers['prior_in_support']:.3g}% of the prior samples fall in the data region, "
