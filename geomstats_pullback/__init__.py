@@ -34,6 +34,7 @@ from geomstats_pullback.errors import (  # noqa: E402
     CheckpointError,
     ConvergenceWarning,
     DistanceStoreError,
+    InvertibleDecoderWarning,
     RankDeficientJacobianError,
 )
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
@@ -42,6 +43,8 @@ from geomstats_pullback.metric import PullbackMetric  # noqa: E402
 from geomstats_pullback.outputs import OutputDecoder  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
+from geomstats_pullback import regularizers  # noqa: E402
+from geomstats_pullback.diagnostics import Diagnostics, diagnose, plot_diagnostics  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -60,6 +63,8 @@ __all__ = [
     "ConvergenceWarning",
     "decoded_path",
     "Decoder",
+    "diagnose",
+    "Diagnostics",
     "DecoderManifold",
     "DistanceStoreError",
     "EnsembleDecoder",
@@ -69,15 +74,18 @@ __all__ = [
     "GeodesicBVPSolver",
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
+    "InvertibleDecoderWarning",
     "linear_path",
     "MCDropoutDecoder",
     "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",
     "path_length",
+    "plot_diagnostics",
     "PullbackFrechetMean",
     "PullbackMetric",
     "RankDeficientJacobianError",
+    "regularizers",
     "sample_sectional_curvatures",
     "SectionalCurvatureSample",
     "StochasticDecoder",
