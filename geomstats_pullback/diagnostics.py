@@ -182,6 +182,9 @@ def plot_diagnostics(diagnostics, *, codes=None, n_ellipses=8, fig=None):
         ax.set_xlabel("z0")
         ax.set_ylabel("z1")
     _draw_indicatrices(axes[0], points, np.asarray(diagnostics.indicatrix), n_ellipses, Polygon)
+    for ax in axes:
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
     return fig
 
 

@@ -3,7 +3,7 @@
 Data flow (each arrow an argument, nothing shared by side effect)::
 
     config -> context -> pairs -> geodesics -> stochastic (pairs, geodesics)
-               context -> model, magnification, curvature, analogies, frechet
+               context -> model, magnification, curvature, analogies, frechet, training
     results -> render_* (stochastic also gets magnification's grid) -> report.html
     results.numbers -> results.json
 """
@@ -30,10 +30,11 @@ from geomstats_pullback.demo.magnification import compute_magnification, render_
 from geomstats_pullback.demo.model import compute_model, render_model
 from geomstats_pullback.demo.pairs import compute_pairs
 from geomstats_pullback.demo.report import Report
+from geomstats_pullback.demo.training import compute_training, render_training
 
 MARKER = ".geomstats-pullback-demo"
 TITLE = "Riemannian geometry of a VAE's latent space (geomstats-pullback demo)"
-SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet")
+SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet", "training")
 
 
 def _json_ready(value):
@@ -83,6 +84,7 @@ def compute(ctx, report, progress=None):
     curvature = step("curvature", compute_curvature, ctx)
     analogies = step("analogies", compute_analogies, ctx)
     frechet = step("frechet", compute_frechet, ctx)
+    training = step("training", compute_training, ctx)
     return {
         "model": model,
         "magnification": magnification,
@@ -91,6 +93,7 @@ def compute(ctx, report, progress=None):
         "curvature": curvature,
         "analogies": analogies,
         "frechet": frechet,
+        "training": training,
     }
 
 
@@ -112,6 +115,7 @@ def render(results, ctx, report):
     render_curvature(results["curvature"], report, backdrop)
     render_analogies(results["analogies"], report)
     render_frechet(results["frechet"], report, backdrop)
+    render_training(results["training"], report)
 
 
 def claim_output_dir(out, *, force=False):
