@@ -41,7 +41,7 @@ import torch
 
 from geomstats_pullback.curvature import sectional_curvature
 from geomstats_pullback.decoders import TorchDecoder
-from geomstats_pullback.geodesics.discrete import discrete_geodesic
+from geomstats_pullback.geodesics.discrete import discrete_energy, discrete_geodesic
 from geomstats_pullback.paths import straight_lines
 
 #: IRVAE's mixup range: codes are mixed as ``a z_i + (1 - a) z_j``, ``a ~ U(-eta, 1 + eta)``.
@@ -305,40 +305,32 @@ def curvature_penalty(decoder, z, *, n_planes=1, mixup_eta=None, eps=0.0, genera
     return (curvature**2).mean().to(z.dtype)
 
 
-def decoded_length(decoder, path):
-    """Length of the decoded polyline through the nodes ``path [B, N, d]``: ``[B]`` (with graph).
-
-    Parameters
-    ----------
-    decoder : torch.nn.Module or callable
-    path : torch.Tensor, shape=[B, N, d]
-
-    Returns
-    -------
-    length : torch.Tensor, shape=[B]
-    """
+def _energy(decoder, path, eps):
+    """Discrete energy of the decoded paths ``path [B, N+1, d]`` (the geodesic solver's objective): ``[B]``, with graph."""
     n_paths, n_nodes, dim = path.shape
     decoded = _flat(decoder)(path.reshape(-1, dim)).reshape(n_paths, n_nodes, -1)
-    return torch.linalg.vector_norm(decoded[:, 1:] - decoded[:, :-1], dim=-1).sum(-1)
+    return discrete_energy(decoded, path, eps)
 
 
 def geodesic_ratio_penalty(decoder, z, *, n_pairs=None, n_nodes=8, max_iter=5, eps=0.0, generator=None):
-    r"""How much longer straight latent lines decode than geodesics: ``E[L_line / L_geo] - 1``.
+    r"""How much longer straight latent lines decode than geodesics: ``E[sqrt(E_line / E_geo)] - 1 >= 0``.
 
-    For pairs ``(z_i, z_{pi(i)})`` of codes (``pi`` a random permutation),
-    ``L_line`` is the decoded length of the straight latent segment and
-    ``L_geo`` that of a discrete geodesic, both with ``n_nodes`` nodes. The
-    geodesic's nodes come from ``max_iter`` Gauss-Newton iterations on the
-    discrete energy started at the straight line
-    (:func:`geomstats_pullback.geodesics.discrete.discrete_geodesic`), without
-    graph; the lengths are then evaluated with graph. The nodes being a
-    (near) minimiser, the envelope theorem makes the gradient of ``L_geo``
-    at fixed nodes the gradient of the geodesic length itself. Zero where
-    straight lines are geodesics (flat charts: isometries, the flat torus);
-    it can dip below zero by the solver's residual when ``max_iter`` is small.
+    For pairs ``(z_i, z_j)`` of distinct codes drawn at random, ``E_line``
+    is the discrete energy ``N sum_k |f(x_{k+1}) - f(x_k)|^2`` of the
+    straight latent segment with ``n_nodes`` equally spaced nodes and
+    ``E_geo`` that of a discrete geodesic: the nodes after ``max_iter``
+    Gauss-Newton iterations on the same energy started at the straight line
+    (:func:`geomstats_pullback.geodesics.discrete.discrete_geodesic`, run
+    without graph). ``sqrt(E)`` is the decoded length for evenly spread
+    nodes (and bounds it from above otherwise), so the ratio compares the
+    lengths. The solver never increases the energy, so the penalty is never
+    negative; it vanishes where straight lines are geodesics (flat charts:
+    isometries, the flat torus). The energies are evaluated with graph at
+    fixed nodes: by the envelope theorem this is the gradient of the
+    minimal energy itself, exact to the solver's residual.
 
     Variance (measured, see ``docs/benchmarks/bench_regularizers.md``): over
-    the pairs, ``Var(L_line / L_geo) / n_pairs``.
+    the pairs, ``Var(sqrt(E_line / E_geo)) / n_pairs``.
 
     Parameters
     ----------
@@ -377,7 +369,7 @@ def geodesic_ratio_penalty(decoder, z, *, n_pairs=None, n_nodes=8, max_iter=5, e
             adapter, eps, path, 1e-4 * ones, xtol=1e-8 * ones, max_iter=max_iter, second_order=False
         )
     geodesic = torch.cat([start[:, None], result.path[:, 1:-1].to(z.dtype), end[:, None]], dim=1)
-    line_length, geodesic_length = decoded_length(decoder, line), decoded_length(decoder, geodesic)
-    positive = geodesic_length > 0  # coincident codes: no path, ratio 1
-    ratio = torch.where(positive, line_length, 1) / torch.where(positive, geodesic_length, 1)
+    line_energy, geodesic_energy = _energy(decoder, line, eps), _energy(decoder, geodesic, eps)
+    positive = geodesic_energy > 0  # coincident codes: no path, ratio 1
+    ratio = torch.sqrt(torch.where(positive, line_energy, 1) / torch.where(positive, geodesic_energy, 1))
     return ratio.mean() - 1
