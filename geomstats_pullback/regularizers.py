@@ -92,6 +92,15 @@ def mixup(z, eta=DEFAULT_MIXUP, *, generator=None):
     return alpha * z + (1 - alpha) * z[perm]
 
 
+def _grad(outputs, inputs, grad_outputs):
+    """``torch.autograd.grad`` with graph; zeros where ``outputs`` does not depend on ``inputs`` (a linear map's ``f''``)."""
+    if not outputs.requires_grad:
+        return torch.zeros_like(inputs)
+    return torch.autograd.grad(
+        outputs, inputs, grad_outputs, create_graph=True, retain_graph=True, allow_unused=True, materialize_grads=True
+    )[0]
+
+
 class _Linearisation:
     """``f`` at ``z`` with a graph to the parameters: ``J v`` and ``J^T w`` by reverse mode.
 
@@ -104,21 +113,47 @@ class _Linearisation:
         self.z = z if z.requires_grad else z.detach().requires_grad_(True)
         self.value = f(self.z)  # [B, D]
         self.cotangent = torch.zeros_like(self.value, requires_grad=True)
-        (self.pull,) = torch.autograd.grad(self.value, self.z, self.cotangent, create_graph=True)  # [B, d]
+        self.pull = _grad(self.value, self.z, self.cotangent)  # [B, d]
 
     def push(self, v):
         """``J v``, ``[B, D]``."""
-        return torch.autograd.grad(self.pull, self.cotangent, v, create_graph=True, retain_graph=True)[0]
+        return _grad(self.pull, self.cotangent, v)
 
     def transpose(self, w):
         """``J^T w``, ``[B, d]``."""
-        return torch.autograd.grad(self.value, self.z, w, create_graph=True, retain_graph=True)[0]
+        return _grad(self.value, self.z, w)
 
     def jacobian(self):
         """``J``, ``[B, D, d]``: one backward pass per latent direction."""
         n, dim = self.z.shape
         eye = torch.eye(dim, dtype=self.z.dtype, device=self.z.device)
         return torch.stack([self.push(eye[i].expand(n, dim)) for i in range(dim)], dim=-1)
+
+
+class _GraphDecoder:
+    """The derivatives :func:`~geomstats_pullback.curvature.sectional_curvature` asks of a decoder, with graph.
+
+    Duck-types the ``jacobian`` and ``second_derivative`` of
+    :class:`~geomstats_pullback.decoders.Decoder` by reverse mode only
+    (:class:`_Linearisation`, applied twice for ``f''``), in the dtype of the
+    points, keeping the graph to the parameters: torch's CPU forward mode
+    costs several forward passes per product.
+    """
+
+    def __init__(self, f):
+        self.f = f
+
+    def jacobian(self, z):
+        """``J(z)``, ``[B, D, d]``."""
+        return _Linearisation(self.f, z).jacobian()
+
+    def second_derivative(self, z, u, v):
+        """``f''(z)[u, v]``, ``[B, D]``: the derivative of ``z -> J(z) u`` in the direction ``v``."""
+        linear = _Linearisation(self.f, z)
+        pushed = linear.push(u)  # J u, a function of z
+        cotangent = torch.zeros_like(pushed, requires_grad=True)
+        pull = _grad(pushed, linear.z, cotangent)  # f''[u, .]^T cotangent
+        return _grad(pull, cotangent, v)
 
 
 def _probes(shape, kind, generator, dtype, device):
@@ -260,16 +295,16 @@ def curvature_penalty(decoder, z, *, n_planes=1, mixup_eta=None, eps=0.0, genera
     r"""Mean squared sectional curvature ``E[K(u, v)^2]`` of sampled planes at the codes.
 
     ``K`` by the Gauss equation (:func:`geomstats_pullback.curvature.sectional_curvature`:
-    one Jacobian and three second derivatives per plane, forward-mode AD that
-    composes with the training loop's backward pass), on planes spanned by
-    two independent standard Gaussian latent vectors. For ``d = 2`` every
-    plane is the tangent plane and the value is deterministic given the
-    codes. ``K`` has units ``1 / length^2`` of data space: shrinking the
+    one Jacobian and three second derivatives per plane, here by reverse
+    mode with graph, so that the loss back-propagates), on planes spanned by
+    two independent standard Gaussian latent vectors. For ``d = 2`` the only
+    plane is the tangent plane, spanned by ``e_0, e_1``, and the value is
+    deterministic given the codes. ``K`` has units ``1 / length^2`` of data space: shrinking the
     decoded set raises it, so weigh it against the reconstruction loss.
 
-    Variance (measured, see ``docs/benchmarks/bench_regularizers.md``): for
-    ``d > 2`` over the planes and the codes, ``Var(K^2) / (B n_planes)``
-    for independent planes.
+    Variance (derived): zero given the codes for ``d = 2``; for ``d > 2``,
+    ``Var(K^2) / (B n_planes)`` over independent planes and codes (measured
+    in ``docs/benchmarks/bench_regularizers.md``).
 
     Parameters
     ----------
@@ -296,13 +331,14 @@ def curvature_penalty(decoder, z, *, n_planes=1, mixup_eta=None, eps=0.0, genera
     if dim < 2:
         raise ValueError("Sectional curvature needs a latent dimension of at least 2.")
     gen = _generator(generator, z.device)
-    points = mixup(z, mixup_eta, generator=gen).repeat(n_planes, 1)  # [P*B, d]
-    if not points.requires_grad:
-        points = points.detach().requires_grad_(True)  # the adapter records graphs for tracked points only
-    u, v = torch.randn((2, *points.shape), generator=gen, dtype=z.dtype, device=z.device)
-    adapter = TorchDecoder(decoder, dim, dtype=z.dtype, device=z.device)
-    curvature = sectional_curvature(adapter, u, v, points, eps=eps)
-    return (curvature**2).mean().to(z.dtype)
+    points = mixup(z, mixup_eta, generator=gen)
+    if dim == 2:  # the only plane: no randomness
+        u, v = torch.eye(2, dtype=z.dtype, device=z.device)[:, None].expand(2, *points.shape)
+    else:
+        points = points.repeat(n_planes, 1)  # [P*B, d]
+        u, v = torch.randn((2, *points.shape), generator=gen, dtype=z.dtype, device=z.device)
+    curvature = sectional_curvature(_GraphDecoder(_flat(decoder)), u.contiguous(), v.contiguous(), points, eps=eps)
+    return (curvature**2).mean().to(z.dtype)  # the kernels' identity matrices may promote to the default dtype
 
 
 def _energy(decoder, path, eps):
