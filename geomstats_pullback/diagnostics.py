@@ -40,7 +40,7 @@ class Diagnostics(NamedTuple):
     condition_number: object  #: shape=[...], lambda_max / lambda_min of G
     distortion: object  #: shape=[...], d Tr(G^2) / Tr(G)^2 - 1
     global_distortion: float  #: d E[Tr G^2] / E[Tr G]^2 - 1 over all points
-    indicatrix: object  #: shape=[..., 2, 2], A with the indicatrix {A c : |c| = 1} in coordinates 0, 1
+    indicatrix: object  #: shape=[..., 2, 2], ``A`` with the indicatrix ``{A c : |c| = 1}`` in coordinates 0, 1
     sectional_curvature: object  #: shape=[..., n_planes]; plane 0 is (e_0, e_1)
     plane_a: object  #: shape=[..., n_planes, d]
     plane_b: object  #: shape=[..., n_planes, d]

@@ -57,7 +57,8 @@ def _generator(generator, device):
 
 def _check_codes(z):
     if not (torch.is_tensor(z) and z.is_floating_point() and z.ndim == 2 and z.shape[0] >= 1):
-        raise ValueError(f"z must be a floating torch tensor of shape [B, d] with B >= 1, got {getattr(z, 'shape', z)!r}.")
+        got = getattr(z, "shape", z)
+        raise ValueError(f"z must be a floating torch tensor of shape [B, d] with B >= 1, got {got!r}.")
     return z
 
 
@@ -93,7 +94,7 @@ def mixup(z, eta=DEFAULT_MIXUP, *, generator=None):
 
 
 def _grad(outputs, inputs, grad_outputs):
-    """``torch.autograd.grad`` with graph; zeros where ``outputs`` does not depend on ``inputs`` (a linear map's ``f''``)."""
+    """``torch.autograd.grad`` with graph; zeros where ``outputs`` does not depend on ``inputs`` (a linear ``f``)."""
     if not outputs.requires_grad:
         return torch.zeros_like(inputs)
     return torch.autograd.grad(
@@ -342,13 +343,13 @@ def curvature_penalty(decoder, z, *, n_planes=1, mixup_eta=None, eps=0.0, genera
 
 
 def _energy(decoder, path, eps):
-    """Discrete energy of the decoded paths ``path [B, N+1, d]`` (the geodesic solver's objective): ``[B]``, with graph."""
+    """Discrete energy (the geodesic solver's objective) of decoded paths ``path [B, N+1, d]``: ``[B]``, with graph."""
     n_paths, n_nodes, dim = path.shape
     decoded = _flat(decoder)(path.reshape(-1, dim)).reshape(n_paths, n_nodes, -1)
     return discrete_energy(decoded, path, eps)
 
 
-def geodesic_ratio_penalty(decoder, z, *, n_pairs=None, n_nodes=8, max_iter=5, eps=0.0, generator=None):
+def geodesic_ratio_penalty(decoder, z, *, n_pairs=16, n_nodes=8, max_iter=5, eps=0.0, generator=None):
     r"""How much longer straight latent lines decode than geodesics: ``E[sqrt(E_line / E_geo)] - 1 >= 0``.
 
     For pairs ``(z_i, z_j)`` of distinct codes drawn at random, ``E_line``
@@ -373,8 +374,8 @@ def geodesic_ratio_penalty(decoder, z, *, n_pairs=None, n_nodes=8, max_iter=5, e
     decoder : torch.nn.Module or callable
     z : torch.Tensor, shape=[B, d]
         ``B >= 2``.
-    n_pairs : int, optional
-        Pairs per call (default ``B``).
+    n_pairs : int
+        Pairs per call (with replacement; the cost is the solver's, linear in ``n_pairs``).
     n_nodes : int
         Nodes per path, end points included (``>= 3``).
     max_iter : int
@@ -389,10 +390,9 @@ def geodesic_ratio_penalty(decoder, z, *, n_pairs=None, n_nodes=8, max_iter=5, e
     """
     z = _check_codes(z)
     n, dim = z.shape
-    if n < 2 or n_nodes < 3:
-        raise ValueError("geodesic_ratio_penalty needs at least 2 codes and n_nodes >= 3.")
+    if n < 2 or n_nodes < 3 or n_pairs < 1:
+        raise ValueError("geodesic_ratio_penalty needs at least 2 codes, n_nodes >= 3 and n_pairs >= 1.")
     gen = _generator(generator, z.device)
-    n_pairs = n if n_pairs is None else int(n_pairs)
     first = torch.randint(n, (n_pairs,), generator=gen, device=z.device)
     offset = torch.randint(1, n, (n_pairs,), generator=gen, device=z.device)  # a different code
     start, end = z[first], z[(first + offset) % n]

@@ -65,7 +65,8 @@ def test_mlp_against_jacrev():
     torch.testing.assert_close(diag.magnification, torch.sqrt(torch.linalg.det(g)))
     torch.testing.assert_close(diag.condition_number, eig[:, -1] / eig[:, 0])
     trace = eig.sum(-1)
-    assert diag.global_distortion == pytest.approx(float(2 * (eig**2).sum(-1).mean() / trace.mean() ** 2 - 1), rel=1e-10)
+    expected = float(2 * (eig**2).sum(-1).mean() / trace.mean() ** 2 - 1)
+    assert diag.global_distortion == pytest.approx(expected, rel=1e-10)
     # The indicatrix maps the unit circle onto {v : v^T G v = 1}: A^T G A = I.
     a = diag.indicatrix
     torch.testing.assert_close(a.mT @ g @ a, torch.eye(2, dtype=torch.float64).expand(11, 2, 2))

@@ -15,7 +15,9 @@ from cases import CASES
 
 REGULARIZERS = {
     "distortion": lambda f, z, seed: regularizers.isometry_distortion(f, z, generator=seed),
-    "log_magnification": lambda f, z, seed: regularizers.log_magnification_variance(f, z, mixup_eta=0.2, generator=seed),
+    "log_magnification": lambda f, z, seed: regularizers.log_magnification_variance(
+        f, z, mixup_eta=0.2, generator=seed
+    ),
     "curvature": lambda f, z, seed: regularizers.curvature_penalty(f, z, generator=seed),
     "geodesic_ratio": lambda f, z, seed: regularizers.geodesic_ratio_penalty(
         f, z, n_pairs=6, n_nodes=6, max_iter=20, generator=seed
@@ -113,7 +115,8 @@ def test_parameter_gradients_match_finite_differences(name):
 def test_geodesic_ratio_is_positive_on_a_curved_decoder():
     """Straight lines are not geodesics of a random MLP: the penalty is positive, and never negative."""
     net = _mlp(seed=3)
-    values = [regularizers.geodesic_ratio_penalty(net, _codes(8, 2, torch.float64), generator=s).item() for s in range(3)]
+    z = _codes(8, 2, torch.float64)
+    values = [regularizers.geodesic_ratio_penalty(net, z, generator=s).item() for s in range(3)]
     assert min(values) > 1e-6
 
 
@@ -148,7 +151,8 @@ def test_curvature_penalty_is_one_on_the_sphere():
 def test_log_magnification_on_the_sphere():
     """log det G = 2 log sin(theta) on the sphere chart."""
     z = torch.stack([torch.linspace(0.7, 2.4, 9), torch.linspace(-2, 2, 9)], dim=-1).double()
-    torch.testing.assert_close(regularizers.log_magnification(analytic.sphere_chart, z), 2 * torch.log(torch.sin(z[:, 0])))
+    expected = 2 * torch.log(torch.sin(z[:, 0]))
+    torch.testing.assert_close(regularizers.log_magnification(analytic.sphere_chart, z), expected)
 
 
 def test_bad_input():
@@ -176,6 +180,7 @@ def test_training_with_the_penalty_reduces_distortion():
     control, regularised = copy.deepcopy(vae), copy.deepcopy(vae)
     control.fine_tune(images, n_epochs=4)
     gen = torch.Generator().manual_seed(0)
-    regularised.fine_tune(images, n_epochs=4, penalty=lambda f, z: 5.0 * regularizers.isometry_distortion(f, z, generator=gen))
+    penalty = lambda f, z: 5.0 * regularizers.isometry_distortion(f, z, generator=gen)  # noqa: E731
+    regularised.fine_tune(images, n_epochs=4, penalty=penalty)
     before, after = measured(control), measured(regularised)
     assert after < 0.7 * before, (before, after)
