@@ -184,3 +184,24 @@ def test_training_with_the_penalty_reduces_distortion():
     regularised.fine_tune(images, n_epochs=4, penalty=penalty)
     before, after = measured(control), measured(regularised)
     assert after < 0.7 * before, (before, after)
+
+
+@pytest.fixture
+def float32_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("name", list(REGULARIZERS))
+def test_independent_of_the_default_dtype(name, float32_default):
+    """A float32 training script may set torch's default dtype back to float32 after importing geomstats."""
+    net = _mlp(dtype=torch.float32)
+    z = _codes(8, 2, torch.float32)
+    value = REGULARIZERS[name](net, z, 2)
+    value.backward()
+    torch.set_default_dtype(torch.float64)
+    reference = REGULARIZERS[name](net, z, 2)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(reference.item(), rel=1e-4, abs=1e-6)
