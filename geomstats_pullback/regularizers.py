@@ -22,12 +22,14 @@ J(z)^T J(z)`` the pullback metric (latent metric the identity):
 
 Derivatives come from reverse mode only (the "double vjp": ``J v`` is the
 derivative of ``w -> J^T w``), with ``create_graph`` so that the loss can be
-back-propagated to the parameters. Costs per point, in decoder passes (one
-forward plus one backward counted as one): distortion ~3, log-magnification
-``d + 1``, curvature ``O(d)`` forward-mode passes plus ``O(d^3)`` algebra,
-geodesic ratio ``max_iter * n_nodes`` Jacobians without graph plus one
-forward of ``n_nodes`` points with graph. ``benchmarks/bench_regularizers.py``
-measures them against a plain VAE step.
+back-propagated to the parameters. Costs per point, in backward passes with
+graph (the training loop's backward then runs through them once more):
+distortion 3, log-magnification ``d + 1``, curvature ``d + 1`` plus 4 on
+three times the points, and ``O(d^3)`` algebra; the geodesic ratio costs
+``max_iter`` Gauss-Newton iterations of its solver (one Jacobian of all
+interior nodes each) without graph, plus ``2 n_nodes`` forward passes per
+pair with graph. ``benchmarks/bench_regularizers.py`` measures them against
+a plain VAE step.
 
 Randomness: every stochastic function takes ``generator`` (a
 ``torch.Generator``, an int seed, or ``None`` for torch's global generator).
