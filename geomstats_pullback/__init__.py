@@ -34,6 +34,7 @@ from geomstats_pullback.errors import (  # noqa: E402
     CheckpointError,
     ConvergenceWarning,
     DistanceStoreError,
+    InvertibleDecoderWarning,
     RankDeficientJacobianError,
 )
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
@@ -44,6 +45,8 @@ from geomstats_pullback.outputs import OutputDecoder  # noqa: E402
 from geomstats_pullback.paths import decoded_path, linear_path, path_length  # noqa: E402
 from geomstats_pullback.analogies import analogy, transport_along_path  # noqa: E402
 from geomstats_pullback.sampling import CodeSupport, MCMCSamples, geodesic_random_walk, sample_volume  # noqa: E402
+from geomstats_pullback import regularizers  # noqa: E402
+from geomstats_pullback.diagnostics import Diagnostics, diagnose, plot_diagnostics  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,6 +66,8 @@ __all__ = [
     "ConvergenceWarning",
     "decoded_path",
     "Decoder",
+    "diagnose",
+    "Diagnostics",
     "DecoderManifold",
     "DistanceStoreError",
     "EnsembleDecoder",
@@ -74,6 +79,7 @@ __all__ = [
     "GeodesicBVPSolver",
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
+    "InvertibleDecoderWarning",
     "linear_path",
     "MCDropoutDecoder",
     "MCMCSamples",
@@ -81,10 +87,12 @@ __all__ = [
     "pairwise_distances",
     "PairwiseDistances",
     "path_length",
+    "plot_diagnostics",
     "PullbackFrechetMean",
     "PullbackMetric",
     "RankDeficientJacobianError",
     "sample_volume",
+    "regularizers",
     "sample_sectional_curvatures",
     "SectionalCurvatureSample",
     "StochasticDecoder",

@@ -24,3 +24,16 @@ class CheckpointError(ValueError):
 
 class UsageError(Exception):
     """Bad command-line options or paths: reported in one line, exit status 2."""
+
+
+class InvertibleDecoderWarning(UserWarning):
+    """The decoder is square (``d = D``) with an invertible Jacobian: its pullback geometry is flat.
+
+    A normalising flow, or a diffusion model's probability-flow ODE, maps the
+    latent space diffeomorphically onto (part of) the data space. The
+    pullback of the data space's Euclidean metric is then that metric in
+    other coordinates: curvature zero, geodesics decoding to straight lines
+    in data space, and, where the image is convex, the distance
+    ``|f(z_1) - f(z_0)|``. Nothing is learned by the geometry; compute the
+    data-space distance directly.
+    """

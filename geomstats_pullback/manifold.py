@@ -1,15 +1,21 @@
 """The latent space of a decoder as a geomstats manifold (an open subset of R^d)."""
 
+import warnings
+
 import geomstats.backend as gs
 from geomstats.geometry.manifold import Manifold
 
 from geomstats_pullback._validation import as_latent
 from geomstats_pullback.decoders import Decoder, as_decoder
+from geomstats_pullback.errors import InvertibleDecoderWarning
+from geomstats_pullback.kernels import gram, singular_mask
 from geomstats_pullback.metric import PullbackMetric
 from geomstats_pullback.ensembles import EnsembleDecoder
 from geomstats_pullback.outputs import FAMILIES, OutputDecoder
 
 OUTPUTS = ("euclidean", *FAMILIES)
+#: A square Jacobian counts as invertible where its smallest singular value exceeds this times its largest.
+INVERTIBLE_RTOL = 1e-6
 
 
 class DecoderManifold(Manifold):
@@ -43,6 +49,15 @@ class DecoderManifold(Manifold):
     **decoder_kwargs
         ``dtype``/``device`` to evaluate a torch decoder in.
 
+    Warns
+    -----
+    InvertibleDecoderWarning
+        If ``output="euclidean"``, ``d = D`` and the Jacobian is invertible
+        at the centre and two corners of the sampling box (or at the first
+        three codes): the pullback is the data space's flat metric in other
+        coordinates (:func:`check_invertible`; one Jacobian of three points,
+        computed only when ``d = D``).
+
     Examples
     --------
     >>> import torch, geomstats_pullback as gp
@@ -74,6 +89,8 @@ class DecoderManifold(Manifold):
         self.decoder = as_decoder(decoder, latent_dim, **decoder_kwargs)
         super().__init__(dim=self.decoder.latent_dim, shape=(self.decoder.latent_dim,), equip=False)
         self.region = region
+        if output == "euclidean":
+            check_invertible(self)
         if equip:
             self.equip_with_metric(PullbackMetric, **(metric_kwargs or {}))
 
@@ -223,3 +240,48 @@ class DecoderManifold(Manifold):
             half_width = (gs.amax(codes, axis=0) - gs.amin(codes, axis=0)) / 2
             half_width = gs.where(half_width > 0, half_width, gs.ones_like(half_width))
         return 0.1 * half_width * gs.random.normal(size=batch_shape + (self.dim,))
+
+
+def check_invertible(space):
+    """Warn :class:`~geomstats_pullback.errors.InvertibleDecoderWarning` if the decoder is a square diffeomorphism.
+
+    Checks ``D == d`` and the singular values of ``J`` at three points of
+    ``space.region`` (the box's centre and two opposite corners pulled a
+    quarter of the way in, or the first three codes): full rank at all of
+    them (``sigma_min > INVERTIBLE_RTOL sigma_max``) counts as invertible.
+    Sampling leaves geomstats' random state alone.
+
+    Parameters
+    ----------
+    space : DecoderManifold
+
+    Returns
+    -------
+    invertible : bool
+    """
+    decoder = space.decoder
+    if decoder.output_dim != decoder.latent_dim:
+        return False
+    kind, *params = space.region
+    if kind == "box":
+        low, high = params
+        centre, half = (low + high) / 2, (high - low) / 2
+        points = gs.stack([centre, centre - 0.75 * half, centre + 0.75 * half])
+    else:
+        points = params[0][:3]
+    try:
+        jac = decoder.jacobian(points)  # [3, d, d]
+    except FloatingPointError:  # not finite there: no claim either way
+        return False
+    if bool(gs.any(singular_mask(gram(jac), rank_rtol=INVERTIBLE_RTOL**2))):
+        return False
+    warnings.warn(
+        f"The decoder maps R^{decoder.latent_dim} to R^{decoder.output_dim} with an invertible Jacobian "
+        "(a normalising flow, a probability-flow ODE, ...): its pullback metric is the data space's "
+        "Euclidean metric in other coordinates. Geodesics decode to straight lines in data space and the "
+        "distance is |f(z1) - f(z0)| where the decoder's image is convex: use the data-space distance "
+        "rather than geodesic solvers (see InvertibleDecoderWarning).",
+        InvertibleDecoderWarning,
+        stacklevel=3,
+    )
+    return True

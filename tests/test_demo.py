@@ -22,6 +22,9 @@ FIGURES = (
     "sampling",
     "likely_geodesic",
     "likely_geodesic_strips",
+    "training",
+    "training_diagnostics_before",
+    "training_diagnostics_isometry",
 )
 # Discrete geodesics are measured on their refined latent polyline: that can exceed the
 # discrete optimum's chord length by O(1 / n_nodes^2) of the length.
@@ -159,7 +162,8 @@ def test_curvature_and_analogies_are_reported(demo_run):
 
 # Smallest sizes: the cache tests only need the model section.
 TINY = ["--pairs", "1", "--gap-pairs", "0", "--grid", "4", "--curvature-points", "4", "--nodes", "5", "--analogies", "1",
-        "--frechet-classes", "1", "--frechet-points", "2", "--frechet-iter", "1", "--exp-steps", "2"]
+        "--frechet-classes", "1", "--frechet-points", "2", "--frechet-iter", "1", "--exp-steps", "2",
+        "--training-points", "4"]
 
 
 @pytest.mark.slow
@@ -207,3 +211,17 @@ def test_demo_geodesics_keep_the_shorter_of_the_straight_and_graph_starts():
     assert float(gp.path_length(space, path[0])) < 0.8 * float(gp.path_length(space, over[0]))
     assert float(path[0, :, 1].abs().max()) > 0.3  # around the bump
     torch.testing.assert_close(path[1], over[1], atol=1e-6, rtol=0)  # away from it both starts agree
+
+
+@pytest.mark.slow
+def test_each_regulariser_moves_its_own_measure_below_the_control(demo_run):
+    """Fine-tuned with a penalty, the decoder's measured geometry beats the same fine-tuning without it."""
+    _, results, html = demo_run
+    runs = results["training"]
+    control = runs["no penalty"]
+    assert runs["isometry distortion"]["global_distortion"] < 0.9 * control["global_distortion"]
+    assert runs["log-magnification variance"]["var_log_magnification"] < 0.9 * control["var_log_magnification"]
+    assert runs["curvature"]["median_abs_curvature"] < 0.9 * control["median_abs_curvature"]
+    for name in ("before", "no penalty", "isometry distortion", "curvature", "geodesic ratio"):
+        assert format_number(runs[name]["global_distortion"]) in html
+        assert format_number(runs[name]["reconstruction_mse"]) in html

@@ -167,6 +167,12 @@ class DemoConfig:
     )
     progress: bool = _option(True, help="no progress bars", flags=("--no-progress",), action="store_false")
     verbose: bool = _option(False, help="log what each step does", flags=("-v", "--verbose"), action="store_true")
+    training_epochs: int | None = _size(
+        "epochs of each fine-tuning run with a geometric regulariser", _positive, quick=1, full=20
+    )
+    training_points: int | None = _size(
+        "codes at which the fine-tuned decoders' geometry is measured", int_in(2, MAX_SIZE), quick=60, full=400
+    )
 
     def __post_init__(self):
         for name, option in options().items():

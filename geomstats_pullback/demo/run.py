@@ -3,7 +3,7 @@
 Data flow (each arrow an argument, nothing shared by side effect)::
 
     config -> context -> pairs -> geodesics -> stochastic (pairs, geodesics)
-               context -> model, magnification, curvature, analogies, frechet, sampling
+               context -> model, magnification, curvature, analogies, frechet, sampling, training
     results -> render_* (stochastic also gets magnification's grid) -> report.html
     results.numbers -> results.json
 """
@@ -31,10 +31,13 @@ from geomstats_pullback.demo.model import compute_model, render_model
 from geomstats_pullback.demo.pairs import compute_pairs
 from geomstats_pullback.demo.report import Report
 from geomstats_pullback.demo.sampling import compute_sampling, render_sampling
+from geomstats_pullback.demo.training import compute_training, render_training
 
 MARKER = ".geomstats-pullback-demo"
 TITLE = "Riemannian geometry of a VAE's latent space (geomstats-pullback demo)"
-SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet", "sampling")
+SECTIONS = (
+    "model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet", "sampling", "training",
+)
 
 
 def _json_ready(value):
@@ -85,6 +88,7 @@ def compute(ctx, report, progress=None):
     analogies = step("analogies", compute_analogies, ctx)
     frechet = step("frechet", compute_frechet, ctx)
     sampling = step("sampling", compute_sampling, ctx)
+    training = step("training", compute_training, ctx)
     return {
         "model": model,
         "magnification": magnification,
@@ -94,6 +98,7 @@ def compute(ctx, report, progress=None):
         "analogies": analogies,
         "frechet": frechet,
         "sampling": sampling,
+        "training": training,
     }
 
 
@@ -116,6 +121,7 @@ def render(results, ctx, report):
     render_analogies(results["analogies"], report)
     render_frechet(results["frechet"], report, backdrop)
     render_sampling(results["sampling"], report, backdrop)
+    render_training(results["training"], report)
 
 
 def claim_output_dir(out, *, force=False):

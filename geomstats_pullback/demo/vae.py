@@ -291,13 +291,14 @@ class VAE:
         order = torch.randperm(n)
         return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 
-    def _fit_elbo(self, flat):
-        """Stage 1: encoder, mean and the shared noise level on the negative ELBO."""
+    def _fit_elbo(self, flat, *, n_epochs=None, penalty=None):
+        """Stage 1: encoder, mean and the shared noise level on the negative ELBO (plus ``penalty``)."""
         params = [*self.encoder_.parameters(), *self._mean.parameters(), self._log_noise_std]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         n, n_features = flat.shape
         losses = []
-        bar = tqdm(range(self.n_epochs), desc="VAE (mean)", disable=not self.progress, leave=False)
+        n_epochs = self.n_epochs if n_epochs is None else n_epochs
+        bar = tqdm(range(n_epochs), desc="VAE (mean)", disable=not self.progress, leave=False)
         for _ in bar:
             total = 0.0
             for index in self._batches(n):
@@ -311,6 +312,8 @@ class VAE:
                 )
                 kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(-1)
                 loss = (nll + kl).mean()
+                if penalty is not None:
+                    loss = loss + penalty(self._mean, mean)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -397,6 +400,45 @@ class VAE:
         self.history_ = {"elbo_loss": elbo, "std_loss": std}
         self._freeze()
         return self
+
+    def fine_tune(self, X, *, n_epochs, penalty=None, seed=None):
+        """Continue stage 1 (encoder and mean) from the current weights, optionally with a penalty.
+
+        The loss is the negative ELBO plus ``penalty(decoder_mean, codes)``,
+        ``codes [batch, d]`` the batch's posterior means (e.g. a function of
+        :mod:`geomstats_pullback.regularizers`); its gradient trains the
+        encoder and the mean. Stage 2 (the RBF standard deviation) is kept as
+        it is. The model is modified in place (``copy.deepcopy`` it first to
+        keep the original); :attr:`history_` is left as :meth:`fit` wrote it.
+
+        Parameters
+        ----------
+        X : array-like, shape=[n_samples, ...]
+        n_epochs : int
+        penalty : callable, optional
+            ``(decoder_mean, codes) -> scalar tensor``.
+        seed : int, optional
+            Seed of the batches and the noise (default: the model's ``seed``).
+
+        Returns
+        -------
+        losses : list of float
+            Mean loss per epoch (negative ELBO plus penalty, per sample).
+        """
+        self._check_fitted()
+        check_integer(n_epochs, "n_epochs", low=1)
+        flat = self._as_data(X)
+        flat = flat.reshape(flat.shape[0], -1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed if seed is None else seed)
+            for module in (self.encoder_, self._mean):
+                module.train().requires_grad_(True)
+            self._log_noise_std.requires_grad_(True)
+            try:
+                losses = self._fit_elbo(flat, n_epochs=n_epochs, penalty=penalty)
+            finally:
+                self._freeze()
+        return losses
 
     def _freeze(self):
         for module in self._modules().values():
