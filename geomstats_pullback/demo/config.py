@@ -152,6 +152,10 @@ class DemoConfig:
         "gradient-descent iterations of the Frechet means, at most", _positive, quick=3, full=8
     )
     exp_steps: int | None = _size("eighth-order Runge-Kutta steps of the exponential map", _positive, quick=3, full=6)
+    bernoulli_epochs: int | None = _size(
+        "epochs of each Bernoulli decoder on the binarised digits", _positive, quick=4, full=100
+    )
+    ensemble_members: int | None = _size("Bernoulli decoders in the ensemble", int_in(1, 100), quick=3, full=5)
     seed: int = _option(
         0, help=f"seed of training and of the sampled pairs, 0 to {MAX_SEED} (default 0)", type=int_in(0, MAX_SEED)
     )

@@ -4,6 +4,7 @@ Data flow (each arrow an argument, nothing shared by side effect)::
 
     config -> context -> pairs -> geodesics -> stochastic (pairs, geodesics)
                context -> model, magnification, curvature, analogies, frechet
+               context, pairs -> output_geometry
     results -> render_* (stochastic also gets magnification's grid) -> report.html
     results.numbers -> results.json
 """
@@ -28,12 +29,13 @@ from geomstats_pullback.demo.geodesics import (
 )
 from geomstats_pullback.demo.magnification import compute_magnification, render_magnification
 from geomstats_pullback.demo.model import compute_model, render_model
+from geomstats_pullback.demo.output_geometry import compute_output_geometry, render_output_geometry
 from geomstats_pullback.demo.pairs import compute_pairs
 from geomstats_pullback.demo.report import Report
 
 MARKER = ".geomstats-pullback-demo"
 TITLE = "Riemannian geometry of a VAE's latent space (geomstats-pullback demo)"
-SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet")
+SECTIONS = ("model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet", "output_geometry")
 
 
 def _json_ready(value):
@@ -83,6 +85,7 @@ def compute(ctx, report, progress=None):
     curvature = step("curvature", compute_curvature, ctx)
     analogies = step("analogies", compute_analogies, ctx)
     frechet = step("frechet", compute_frechet, ctx)
+    output_geometry = step("output_geometry", compute_output_geometry, ctx, pairs)
     return {
         "model": model,
         "magnification": magnification,
@@ -91,6 +94,7 @@ def compute(ctx, report, progress=None):
         "curvature": curvature,
         "analogies": analogies,
         "frechet": frechet,
+        "output_geometry": output_geometry,
     }
 
 
@@ -112,6 +116,7 @@ def render(results, ctx, report):
     render_curvature(results["curvature"], report, backdrop)
     render_analogies(results["analogies"], report)
     render_frechet(results["frechet"], report, backdrop)
+    render_output_geometry(results["output_geometry"], report, backdrop)
 
 
 def claim_output_dir(out, *, force=False):
