@@ -98,20 +98,31 @@ __all__ = [
 
 
 class _ElementwiseMap:
-    """An elementwise map ``phi`` given by its derivatives of orders 0, 1 and 2 as torch expressions."""
+    """An elementwise map ``phi`` with its derivatives in closed form.
 
-    closed_orders = 2  # orders below this are autograd Functions; this one is plain (autograd-differentiated) ops
+    Parameters
+    ----------
+    name : str
+    tabulate : callable
+        ``x -> (phi(x), aux)``: the value and an intermediate ``aux`` from
+        which the first two derivatives follow cheaply.
+    tabulated : tuple of callable
+        ``(x, aux) -> phi'(x)`` and ``(x, aux) -> phi''(x)``.
+    plain : tuple of callable
+        ``x -> phi^(k)(x)`` for ``k = 0, ..., 3`` in plain torch operations
+        (differentiable by autograd and ``torch.func``).
+    """
 
-    def __init__(self, name, derivatives):
+    def __init__(self, name, tabulate, tabulated, plain):
         self.name = name
-        self._derivatives = derivatives
-
-    def derivative(self, x, order):
-        """``phi^(order)(x)``, plain torch operations, for ``order`` in 0, 1, 2."""
-        return self._derivatives[order](x)
+        self.tabulate = tabulate
+        self.tabulated = tabulated
+        self.plain = plain
 
     def __call__(self, x):
-        return _derivative(x, self, 0)
+        if _plain_operations():
+            return self.plain[0](x)
+        return _Value.apply(x, self)[0]
 
     def __repr__(self):
         return f"<elementwise map {self.name}>"
@@ -129,74 +140,123 @@ def _plain_operations():
     return torch._C._are_functorch_transforms_active()
 
 
-def _derivative(x, phi, order):
-    """``phi^(order)(x)``: a :class:`_Derivative` node below ``phi.closed_orders``, plain operations at it."""
-    if order < phi.closed_orders and not _plain_operations():
-        return _Derivative.apply(x, phi, order)
-    return phi.derivative(x, order)
+def _next_derivative(x, aux, phi, order):
+    """``phi^(order)(x)`` for ``order >= 1``: a :class:`_Derivative` node up to 2, plain operations above."""
+    if order <= len(phi.tabulated):
+        return _Derivative.apply(x, aux, phi, order)
+    return phi.plain[order](x)
 
 
-class _Derivative(torch.autograd.Function):
-    """``phi^(order)(x)`` whose derivative is ``phi^(order + 1)(x)``: one multiplication per derivative order.
+class _Value(torch.autograd.Function):
+    """``(phi(x), aux)``; the derivative of ``phi(x)`` is the :class:`_Derivative` node of order 1.
 
-    Backward (``grad * phi^(order + 1)(x)``) and forward mode (``tangent *
-    phi^(order + 1)(x)``, ``torch.autograd.forward_ad``) are written with
-    :func:`_derivative` itself, so that every order differentiates again
-    (double backward).
+    One elementwise pass computes the value and ``aux``; each derivative
+    order then costs one multiplication in a backward pass (and its own
+    closed form, from ``aux``, when it is first needed). No forward-mode
+    rule: ``torch.func`` transforms use the plain operations (see
+    :func:`_plain_operations`).
     """
 
     @staticmethod
-    def forward(x, phi, order):
-        return phi.derivative(x, order)
+    def forward(x, phi):
+        return phi.tabulate(x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, ctx.phi, ctx.order = inputs
-        ctx.save_for_backward(x)
-        ctx.save_for_forward(x)
+        x, ctx.phi = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, output[1])
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        x, aux = ctx.saved_tensors
+        return grad * _next_derivative(x, aux, ctx.phi, 1), None
+
+
+class _Derivative(torch.autograd.Function):
+    """``phi^(order)(x)`` from ``aux``, whose derivative is ``phi^(order + 1)(x)`` (double backward to any order)."""
+
+    @staticmethod
+    def forward(x, aux, phi, order):
+        return phi.tabulated[order - 1](x, aux)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, aux, ctx.phi, ctx.order = inputs
+        ctx.save_for_backward(x, aux)
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * _derivative(x, ctx.phi, ctx.order + 1), None, None
-
-    @staticmethod
-    def jvp(ctx, tangent, _phi, _order):
-        (x,) = ctx.saved_tensors
-        return tangent * _derivative(x, ctx.phi, ctx.order + 1)
+        x, aux = ctx.saved_tensors
+        return grad * _next_derivative(x, aux, ctx.phi, ctx.order + 1), None, None, None
 
 
 def _sech(x):
     return torch.reciprocal(torch.cosh(x))
 
 
-# Bernoulli from logits l: phi = 2 arctan(exp(l / 2)) = pi / 2 + 2 arctan(tanh(l / 4)), phi' = sech(l / 2) / 2.
+def _bernoulli_logits_tabulate(l):
+    e = torch.exp(-0.5 * l.abs())  # exp(-|l| / 2) in (0, 1]: no overflow
+    twice_atan = 2 * torch.atan(e)
+    return torch.where(l >= 0, math.pi - twice_atan, twice_atan), e
+
+
+def _bernoulli_logits_third(l):
+    s, t = _sech(0.5 * l), torch.tanh(0.5 * l)
+    return 0.125 * s * (t * t - s * s)
+
+
+# Bernoulli from logits l: phi = 2 arctan(exp(l / 2)), phi' = sech(l / 2) / 2 = e / (1 + e^2) with e = exp(-|l| / 2).
 _BERNOULLI_LOGITS = _ElementwiseMap(
     "bernoulli(logits)",
+    _bernoulli_logits_tabulate,
+    (
+        lambda l, e: e / (1 + e * e),
+        lambda l, e: -0.5 * torch.sign(l) * e * (1 - e * e) / (1 + e * e) ** 2,
+    ),
     (
         lambda l: math.pi / 2 + 2 * torch.atan(torch.tanh(l / 4)),
         lambda l: 0.5 * _sech(0.5 * l),
         lambda l: -0.25 * _sech(0.5 * l) * torch.tanh(0.5 * l),
+        _bernoulli_logits_third,
     ),
 )
-# Bernoulli from probabilities p: phi = 2 arcsin(sqrt(p)), phi' = (p (1 - p))^(-1/2).
+
+
+def _variance(p):
+    return p - p * p
+
+
+# Bernoulli from probabilities p: phi = 2 arcsin(sqrt(p)), phi' = q^(-1/2) with q = p (1 - p).
 _BERNOULLI_PROBABILITIES = _ElementwiseMap(
     "bernoulli(probabilities)",
+    lambda p: (2 * torch.asin(torch.sqrt(p)), torch.rsqrt(_variance(p))),
+    (lambda p, a: a.view_as(a), lambda p, a: -0.5 * (1 - 2 * p) * a**3),
     (
         lambda p: 2 * torch.asin(torch.sqrt(p)),
-        lambda p: torch.rsqrt(p - p * p),
-        lambda p: -0.5 * (1 - 2 * p) * torch.rsqrt(p - p * p) ** 3,
+        lambda p: torch.rsqrt(_variance(p)),
+        lambda p: -0.5 * (1 - 2 * p) * torch.rsqrt(_variance(p)) ** 3,
+        lambda p: torch.rsqrt(_variance(p)) ** 3 + 0.75 * (1 - 2 * p) ** 2 * torch.rsqrt(_variance(p)) ** 5,
     ),
 )
-# Poisson from log-rates r: phi = 2 exp(r / 2); every derivative is a power of 1/2 times exp(r / 2).
+# Poisson from log-rates r: phi = 2 exp(r / 2); every derivative is a power of 1/2 times a = exp(r / 2).
 _POISSON_LOG_RATES = _ElementwiseMap(
     "poisson(log_rates)",
-    (lambda r: 2 * torch.exp(0.5 * r), lambda r: torch.exp(0.5 * r), lambda r: 0.5 * torch.exp(0.5 * r)),
+    lambda r: (lambda a: (2 * a, a))(torch.exp(0.5 * r)),
+    (lambda r, a: a.view_as(a), lambda r, a: 0.5 * a),
+    tuple((lambda r, k=k: 2.0 ** (1 - k) * torch.exp(0.5 * r)) for k in range(4)),
 )
-# 2 sqrt(x), for Poisson rates and categorical probabilities: phi' = x^(-1/2).
+# 2 sqrt(x), for Poisson rates and categorical probabilities: phi' = x^(-1/2) = a.
 _TWO_SQRT = _ElementwiseMap(
     "2 sqrt",
-    (lambda x: 2 * torch.sqrt(x), torch.rsqrt, lambda x: -0.5 * torch.rsqrt(x) ** 3),
+    lambda x: (2 * torch.sqrt(x), torch.rsqrt(x)),
+    (lambda x, a: a.view_as(a), lambda x, a: -0.5 * a**3),
+    (
+        lambda x: 2 * torch.sqrt(x),
+        torch.rsqrt,
+        lambda x: -0.5 * torch.rsqrt(x) ** 3,
+        lambda x: 0.75 * torch.rsqrt(x) ** 5,
+    ),
 )
 
 
@@ -210,12 +270,13 @@ class _SqrtSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(logits):
-        return 2 * torch.exp(0.5 * (logits - torch.logsumexp(logits, dim=-1, keepdim=True)))
+        # One exponential: e = exp((l - max l) / 2) in (0, 1], y = 2 e / |e|.
+        e = torch.exp(0.5 * (logits - logits.amax(dim=-1, keepdim=True)))
+        return 2 * e * torch.rsqrt((e * e).sum(-1, keepdim=True))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(output)
-        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad):
@@ -223,14 +284,9 @@ class _SqrtSoftmax(torch.autograd.Function):
         half = 0.5 * grad * y
         return half - (0.25 * y * y) * half.sum(-1, keepdim=True)
 
-    @staticmethod
-    def jvp(ctx, tangent):
-        (y,) = ctx.saved_tensors
-        return 0.5 * y * (tangent - (0.25 * y * y * tangent).sum(-1, keepdim=True))
-
 
 class _PseudosphereHeight(_ElementwiseMap):
-    """``h(y) = arccosh(y / c) - sqrt(y^2 - c^2) / y``, ``h' = sqrt(y^2 - c^2) / y^2``, for ``y > c``."""
+    """``h(y) = arccosh(y / c) - w / y`` with ``w = sqrt(y^2 - c^2)``: ``h' = w / y^2``, for ``y > c``."""
 
     def __init__(self, floor):
         c = float(floor)
@@ -238,13 +294,23 @@ class _PseudosphereHeight(_ElementwiseMap):
         def value(y):
             return torch.acosh(y / c) - torch.sqrt(y * y - c * c) / y
 
-        def first(y):
-            return torch.sqrt(y * y - c * c) / (y * y)
+        def tabulate(y):
+            w = torch.sqrt(y * y - c * c)
+            return torch.acosh(y / c) - w / y, w
 
-        def second(y):
-            return (2 * c * c - y * y) / (y**3 * torch.sqrt(y * y - c * c))
+        def second(y, w):
+            return (2 * c * c - y * y) / (y**3 * w)
 
-        super().__init__(f"pseudosphere height (c={c:g})", (value, first, second))
+        def third(y):
+            w = torch.sqrt(y * y - c * c)
+            return (2 * y**4 - 9 * c * c * y * y + 6 * c**4) / (y**4 * w**3)
+
+        super().__init__(
+            f"pseudosphere height (c={c:g})",
+            tabulate,
+            (lambda y, w: w / (y * y), second),
+            (value, lambda y: torch.sqrt(y * y - c * c) / (y * y), lambda y: second(y, torch.sqrt(y * y - c * c)), third),
+        )
         self.floor = c
 
 

@@ -426,3 +426,44 @@ def test_conv_decoder_with_gaussian_output(case):
     end = space.metric.exp(vec, z)
     tol = case.tol(1e-6)
     torch.testing.assert_close(space.metric.log(end, z), vec, atol=tol, rtol=tol)
+
+
+def _derivatives(f, x, orders):
+    """``f, f', ..., f^(orders)`` of an elementwise map at ``x`` by repeated double backward."""
+    x = x.clone().requires_grad_(True)
+    y, out = f(x), []
+    for _ in range(orders):
+        out.append(y.detach())
+        y = torch.autograd.grad(y.sum(), x, create_graph=True)[0]
+    return out + [y.detach()]
+
+
+@pytest.mark.parametrize(
+    "name, grid, reference",
+    [
+        ("bernoulli-logits", (-8.0, 8.0), lambda l: 2 * torch.asin(torch.sqrt(torch.sigmoid(l)))),
+        ("bernoulli-probabilities", (0.05, 0.95), lambda p: 2 * torch.asin(torch.sqrt(p))),
+        ("poisson-log-rates", (-3.0, 3.0), lambda r: 2 * torch.sqrt(torch.exp(r))),
+        ("poisson-rates", (0.1, 3.0), lambda x: 2 * torch.sqrt(x)),
+        ("gaussian-height", (0.35, 3.0), lambda y: torch.acosh(y / 0.3) - torch.sqrt(y * y - 0.09) / y),
+    ],
+)
+def test_elementwise_maps_differentiate_to_fourth_order(name, grid, reference):
+    """Closed forms up to the second derivative, autograd beyond: all orders against plain operations."""
+    maps = {
+        "bernoulli-logits": lambda x: bernoulli_map(x),
+        "bernoulli-probabilities": lambda x: bernoulli_map(x, "probabilities"),
+        "poisson-log-rates": lambda x: poisson_map(x),
+        "poisson-rates": lambda x: poisson_map(x, "rates"),
+        "gaussian-height": lambda y: gaussian_map(torch.zeros_like(y), y, 0.3)[2] / math.sqrt(2),
+    }
+    x = torch.linspace(*grid, 13, dtype=torch.float64)
+    for ours, theirs in zip(_derivatives(maps[name], x, 4), _derivatives(reference, x, 4)):
+        torch.testing.assert_close(ours, theirs, atol=1e-13 * float(theirs.abs().max()), rtol=1e-12)
+    logits = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    plain = lambda l: 2 * torch.sqrt(torch.softmax(l, dim=-1))  # noqa: E731
+    direction = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    ours, theirs = (_derivatives(lambda t, f=f: f(logits + t[:, None] * direction), torch.zeros(3, dtype=torch.float64), 3)
+                    for f in (categorical_map, plain))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
