@@ -17,14 +17,14 @@ matrices of :class:`~geomstats_pullback.metric.PullbackMetric` then apply
 unchanged. The maps, per entry:
 
 - Bernoulli, ``p = sigmoid(l)``: ``phi(p) = 2 arcsin(sqrt(p))``. From logits
-  ``l`` it is ``2 arctan(exp(l / 2)) = pi / 2 + 2 arctan(tanh(l / 4))``,
-  computed in the second form (no overflow); its derivative
-  ``1 / (2 cosh(l / 2))`` squares to ``p (1 - p)``, the Fisher information in
+  ``l`` it is ``2 arctan(exp(l / 2))``, computed from ``e = exp(-|l| / 2)``
+  as ``2 arctan(e)`` or ``pi - 2 arctan(e)`` (no overflow); its derivative
+  ``1 / (2 cosh(l / 2)) = e / (1 + e^2)`` squares to ``p (1 - p)``, the Fisher information in
   logits. From probabilities, ``d phi / dp = 1 / sqrt(p (1 - p))`` is infinite
   at ``p in {0, 1}`` (the metric is then not finite and the adapters raise
   ``FloatingPointError``): prefer logits.
 - Categorical over the last axis, ``p = softmax(l)``: ``phi(p) = 2 sqrt(p)``,
-  computed as ``2 exp((l - logsumexp(l)) / 2)``. Its image is the sphere of
+  computed as ``2 e / |e|`` with ``e = exp((l - max l) / 2)``. Its image is the sphere of
   radius 2, and the distance along it is ``2 arccos(sum sqrt(p q))``.
 - Poisson, ``lambda = exp(r)``: ``phi(lambda) = 2 sqrt(lambda)``, computed as
   ``2 exp(r / 2)`` from log-rates ``r``, or from rates directly.
@@ -86,9 +86,11 @@ from geomstats_pullback.decoders import StochasticDecoder
 
 __all__ = [
     "FAMILIES",
+    "SUPPORTED_SPACES",
     "OutputDecoder",
     "bernoulli_map",
     "categorical_map",
+    "family_of_space",
     "gaussian_map",
     "poisson_map",
 ]
