@@ -262,7 +262,8 @@ def render_output_geometry(result, report, backdrop):
             ax, result.magnification[key], result.extent, backdrop, cmap="Greys", alpha=0.8,
             label="log10 sqrt(det G)", codes_size=1.5, codes_alpha=0.4,
         )
-        paths = {LABELS[kind]: result.paths[kind] for kind in ("line", key)}
+        kinds = ("line", key, "ensemble") if key == "fisher_rao" else ("line", key)
+        paths = {LABELS[kind]: result.paths[kind] for kind in kinds}
         draw_paths(ax, paths, styles=PATH_STYLES)
         ax.set_title(titles[key], fontsize=10)
     paths_png = report.save_figure(fig, "bernoulli_geodesics")
@@ -340,7 +341,11 @@ def render_output_geometry(result, report, backdrop):
             ),
         ],
         figures=[
-            (paths_png, "Straight lines and geodesics over each metric's magnification factor (dark: expensive)."),
+            (
+                paths_png,
+                "Straight lines and geodesics over each metric's magnification factor (dark: expensive); right, "
+                "also the geodesics of the ensemble's expected Fisher-Rao metric.",
+            ),
             (strips_png, "Pixel probabilities along the Euclidean-output and the Fisher-Rao geodesic of each pair."),
             (variance_png, "Pixel variance across the ensemble's members along the straight lines and its geodesics."),
         ],
