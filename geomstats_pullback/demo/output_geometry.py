@@ -28,7 +28,7 @@ import torch
 from geomstats_pullback.demo.context import latent_grid, latent_space
 from geomstats_pullback.demo.magnification import log10_magnification
 from geomstats_pullback.demo.networks import mlp
-from geomstats_pullback.demo.pairs import curve_length, refine_path, strip_images
+from geomstats_pullback.demo.pairs import curve_length, geodesics, refine_path, strip_images
 from geomstats_pullback.demo.plots import draw_paths, heat_map, new_figure, strips_figure
 from geomstats_pullback.ensembles import EnsembleDecoder
 from geomstats_pullback.outputs import OutputDecoder
@@ -178,6 +178,25 @@ def member_variance(members, path):
     return probabilities.var(0, unbiased=False).sum(-1)
 
 
+def _retry_from(space, pairs, paths, converged, start_kind):
+    """The ensemble's geodesics, pairs that did not converge solved again from the ``start_kind`` geodesic.
+
+    Member 0 of the ensemble carries the Fisher–Rao metric, whose geodesic is
+    a close start where the straight line and the codes' graph are not.
+
+    Returns
+    -------
+    path : torch.Tensor, shape=[n_pairs, n_nodes, d]
+    converged : numpy.ndarray of bool, shape=[n_pairs]
+    """
+    path, done = paths["ensemble"], converged["ensemble"]
+    if done.all():
+        return path, done
+    retry = space.metric.log_solver.solve(pairs.end, pairs.start, initial_path=paths[start_kind])
+    better = torch.as_tensor(~done) & torch.as_tensor(retry.converged)
+    return torch.where(better[:, None, None], retry.path, path), done | better.numpy()
+
+
 def compute_output_geometry(ctx, pairs):
     """Euclidean versus Fisher–Rao geodesics of a Bernoulli decoder, and an ensemble's variance.
 
@@ -206,10 +225,9 @@ def compute_output_geometry(ctx, pairs):
         ),
     }
     paths, converged = {"line": pairs.line}, {}
-    for key, warm_start in (("euclidean", None), ("fisher_rao", None), ("ensemble", "fisher_rao")):
-        initial_path = None if warm_start is None else paths[warm_start]
-        solved = spaces[key].metric.log_solver.solve(pairs.end, pairs.start, initial_path=initial_path)
-        paths[key], converged[key] = solved.path, np.asarray(solved.converged)
+    for key, space in spaces.items():
+        paths[key], converged[key] = geodesics(space, pairs.start, pairs.end)
+    paths["ensemble"], converged["ensemble"] = _retry_from(spaces["ensemble"], pairs, paths, converged, "fisher_rao")
     lengths = {
         metric: {kind: curve_length(spaces[metric], paths[kind]).tolist() for kind in KINDS}
         for metric in ("euclidean", "fisher_rao")
