@@ -1,8 +1,10 @@
 """Fisher–Rao output geometries: cost relative to Euclidean outputs and to a dense generic route.
 
 Decoder: 2 -> 64 -> 64 -> 784 tanh MLP (float64, fixed random weights), read
-as 784 Bernoulli logits, one categorical over 784 categories (logits), or 784
-Poisson log-rates. Prints, for each family:
+as 784 Bernoulli logits, one categorical over 784 categories (logits), 784
+Poisson log-rates, or 392 normal entries (means from the first half, stds
+``softplus + 0.2`` from the second; pseudosphere floor 0.15). Prints, for
+each family:
 
 - ``dist`` per pair (a batch of ``--n-pairs`` pairs, default solvers) and its
   ratio to the same decoder with Euclidean outputs (target <= 1.3x). The
@@ -13,7 +15,8 @@ Poisson log-rates. Prints, for each family:
   dense route: per point, ``J`` of the family's parameters ``theta(z)`` by
   ``torch.func.jacrev`` and ``J^T F J`` with ``F`` the dense Fisher matrix of
   geomstats' own metric of the family (``BinomialDistributions(1)``,
-  ``CategoricalDistributions``, ``PoissonDistributions``), timed on
+  ``CategoricalDistributions``, ``PoissonDistributions``,
+  ``NormalDistributions(sample_dim=1)``), timed on
   ``--n-dense`` points and extrapolated per point (target >= 100x). The two
   results are compared (maximum relative difference).
 
@@ -30,6 +33,7 @@ import torch
 from _timing import add_out_option, best_of, recorded, single_thread
 from geomstats.information_geometry.binomial import BinomialDistributions
 from geomstats.information_geometry.categorical import CategoricalDistributions
+from geomstats.information_geometry.normal import NormalDistributions
 from geomstats.information_geometry.poisson import PoissonDistributions
 from torch.func import jacrev
 
@@ -38,12 +42,34 @@ from geomstats_pullback import analytic
 
 D = 784
 
+STD_OFFSET, STD_FLOOR = 0.2, 0.15  # Gaussian: std = softplus + STD_OFFSET, above the pseudosphere's floor
+
+
+def _normal_parameters(out):
+    """``[B, D] -> [B, D / 2, 2]``: (mean, std) of ``D / 2`` normal entries."""
+    half = out.shape[-1] // 2
+    return torch.stack([out[..., :half], torch.nn.functional.softplus(out[..., half:]) + STD_OFFSET], dim=-1)
+
+
 # family -> (theta from the decoder output [B, D], geomstats' family, family point from theta [D])
 FAMILIES = {
     "bernoulli": (torch.sigmoid, lambda: BinomialDistributions(n_draws=1), lambda theta: theta[:, None]),
     "categorical": (lambda out: torch.softmax(out, dim=-1), lambda: CategoricalDistributions(dim=D - 1), lambda theta: theta),
     "poisson": (torch.exp, PoissonDistributions, lambda theta: theta[:, None]),
+    "gaussian": (_normal_parameters, lambda: NormalDistributions(sample_dim=1), lambda theta: theta),
 }
+
+
+def output_space(net, output):
+    """The latent space of ``net`` with an output geometry (Gaussian: mean and std from the two halves)."""
+    if output != "gaussian":
+        return gp.DecoderManifold(net, 2, output=output)
+
+    def mean_and_std(z):
+        theta = _normal_parameters(net(z))
+        return theta[..., 0], theta[..., 1]
+
+    return gp.DecoderManifold(mean_and_std, 2, output="gaussian", output_kwargs={"std_floor": STD_FLOOR})
 
 
 def dense_fisher_pullback(net, family, z):
@@ -53,11 +79,13 @@ def dense_fisher_pullback(net, family, z):
     out = []
     for point in z:
         theta_fn = lambda x: to_theta(net(x[None]))[0]
-        jac = jacrev(theta_fn)(point)  # [D, 2]
-        fisher = space.metric.metric_matrix(to_point(theta_fn(point)))  # [D, 1, 1] or [D, D]
-        if fisher.ndim == 3:
-            fisher = torch.diag(fisher[:, 0, 0])
-        out.append(jac.T @ fisher @ jac)
+        jac = jacrev(theta_fn)(point)  # [D, 2], or [D / 2, 2, 2] (Gaussian)
+        fisher = space.metric.metric_matrix(to_point(theta_fn(point)))  # [D, 1, 1], [D, D] or [D / 2, 2, 2]
+        if fisher.ndim == 2:
+            out.append(jac.T @ fisher @ jac)
+        else:  # one block per entry
+            jac = jac.reshape(fisher.shape[0], fisher.shape[1], -1)
+            out.append(torch.einsum("kai,kab,kbj->ij", jac, fisher, jac))
     return torch.stack(out)
 
 
@@ -73,7 +101,7 @@ def main():
         threads = single_thread()
         net = analytic.random_mlp((2, 64, 64, D), seed=0)
         gs.random.seed(0)
-        spaces = {output: gp.DecoderManifold(net, 2, output=output) for output in ("euclidean", *FAMILIES)}
+        spaces = {output: output_space(net, output) for output in ("euclidean", *FAMILIES)}
         start, end = spaces["euclidean"].random_point(args.n_pairs), spaces["euclidean"].random_point(args.n_pairs)
         points = spaces["euclidean"].random_point(args.n_points)
         times = {}

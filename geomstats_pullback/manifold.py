@@ -11,7 +11,7 @@ from geomstats_pullback.errors import InvertibleDecoderWarning
 from geomstats_pullback.kernels import gram, singular_mask
 from geomstats_pullback.metric import PullbackMetric
 from geomstats_pullback.ensembles import EnsembleDecoder
-from geomstats_pullback.outputs import FAMILIES, OutputDecoder
+from geomstats_pullback.outputs import FAMILIES, SUPPORTED_SPACES, OutputDecoder
 
 OUTPUTS = ("euclidean", *FAMILIES)
 #: A square Jacobian counts as invertible where its smallest singular value exceeds this times its largest.
@@ -33,15 +33,19 @@ class DecoderManifold(Manifold):
         ``[d]`` bounds samples uniformly in that box; an array of latent
         codes ``[n, d]`` (e.g. a data set's encodings) samples among them.
         Default: the box ``[-1, 1]^d``.
-    output : {"euclidean", "bernoulli", "categorical", "poisson"}
+    output : {"euclidean", "bernoulli", "categorical", "poisson", "gaussian"} or geomstats space
         Geometry of the data space. ``"euclidean"``: the decoder's outputs
         are points of ``R^D``. Otherwise they parametrise a distribution
-        per entry (logits by default; see
+        per entry (logits, log-rates or mean and std by default; see
         :class:`~geomstats_pullback.outputs.OutputDecoder`) and the metric is
-        the pullback of that family's Fisher–Rao metric.
+        the pullback of that family's Fisher–Rao metric. A geomstats
+        ``InformationManifoldMixin`` space of
+        :data:`~geomstats_pullback.outputs.SUPPORTED_SPACES` names the family
+        in geomstats' coordinates (``BinomialDistributions(n_draws=1)``:
+        Bernoulli probabilities, ...).
     output_kwargs : dict, optional
         Keyword arguments of :class:`~geomstats_pullback.outputs.OutputDecoder`
-        (``parametrisation``).
+        (``parametrisation``; ``std_floor`` for the Gaussian family).
     equip : bool
         Equip with :class:`~geomstats_pullback.metric.PullbackMetric`.
     metric_kwargs : dict, optional
@@ -71,9 +75,9 @@ class DecoderManifold(Manifold):
         self, decoder, latent_dim, *, output="euclidean", output_kwargs=None, region=None, equip=True,
         metric_kwargs=None, **decoder_kwargs,
     ):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
-        if output != "euclidean":
+        if isinstance(output, str) and output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS} or a geomstats family ({', '.join(SUPPORTED_SPACES)}), got {output!r}.")
+        if not (isinstance(output, str) and output == "euclidean"):
             if isinstance(decoder, Decoder):
                 raise TypeError(f"output={output!r} needs the torch decoder itself, not a {type(decoder).__name__} adapter.")
             if isinstance(decoder, EnsembleDecoder):
@@ -83,6 +87,7 @@ class DecoderManifold(Manifold):
                     f"MCDropoutDecoder(OutputDecoder(module, {output!r}), ...), with output='euclidean'."
                 )
             decoder = OutputDecoder(decoder, output, **(output_kwargs or {}))
+            output = decoder.family
         elif output_kwargs:
             raise ValueError("output_kwargs is only used with a distribution output (output='bernoulli', ...).")
         self.output = output

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,6 +26,9 @@ FIGURES = (
     "training",
     "training_diagnostics_before",
     "training_diagnostics_isometry",
+    "bernoulli_geodesics",
+    "bernoulli_strips",
+    "ensemble_variance",
 )
 # Discrete geodesics are measured on their refined latent polyline: that can exceed the
 # discrete optimum's chord length by O(1 / n_nodes^2) of the length.
@@ -225,3 +229,57 @@ def test_each_regulariser_moves_its_own_measure_below_the_control(demo_run):
     for name in ("before", "no penalty", "isometry distortion", "curvature", "geodesic ratio"):
         assert format_number(runs[name]["global_distortion"]) in html
         assert format_number(runs[name]["reconstruction_mse"]) in html
+
+
+@pytest.mark.slow
+def test_bernoulli_section_is_reported(demo_run):
+    _, results, html = demo_run
+    numbers = results["output_geometry"]
+    assert numbers["n_members"] == 3 and all(all(flags) for flags in numbers["converged"].values())
+    for metric, kinds in numbers["lengths"].items():
+        for kind, lengths in kinds.items():
+            for value in lengths:
+                assert format_number(value) in html, (metric, kind, value)
+    for value in numbers["variance_along_line"] + numbers["variance_along_ensemble_geodesic"]:
+        assert format_number(value) in html
+
+
+@pytest.mark.slow
+def test_output_geometry_section_on_a_tiny_config(tmp_path):
+    """Euclidean-output and Fisher-Rao geodesics of a Bernoulli decoder, and an ensemble's variance."""
+    import math
+
+    from geomstats_pullback.demo.config import DemoConfig
+    from geomstats_pullback.demo.context import build_context
+    from geomstats_pullback.demo.output_geometry import binarise, compute_output_geometry
+    from geomstats_pullback.demo.pairs import REFINE, compute_pairs
+    from geomstats_pullback.demo.report import Report
+
+    config = DemoConfig(
+        out=tmp_path, quick=True, progress=False, epochs=3, std_epochs=1, pairs=2, gap_pairs=1, nodes=9, grid=4,
+        bernoulli_epochs=2, ensemble_members=2,
+    ).resolved()
+    ctx = build_context(config, Report(tmp_path, "tiny"))
+    pairs = compute_pairs(ctx)
+    result = compute_output_geometry(ctx, pairs)
+    numbers, lengths = result.numbers, result.numbers["lengths"]
+    assert binarise(ctx.images).shape == (len(ctx.images), 64)
+    assert set(np.unique(binarise(ctx.images))) == {0.0, 1.0}
+    assert all(all(flags) for flags in numbers["converged"].values())
+    for metric, geodesic in (("euclidean", "euclidean"), ("fisher_rao", "fisher_rao"), ("ensemble", "ensemble")):
+        for short, line in zip(lengths[metric][geodesic], lengths[metric]["line"]):
+            assert 0 < short <= line * (1 + LENGTH_RTOL), metric
+    # Each metric's own geodesic is not longer under it than the other metric's geodesic.
+    for own, other in zip(lengths["fisher_rao"]["fisher_rao"], lengths["fisher_rao"]["euclidean"]):
+        assert own <= other * (1 + LENGTH_RTOL)
+    for own, other in zip(lengths["euclidean"]["euclidean"], lengths["euclidean"]["fisher_rao"]):
+        assert own <= other * (1 + LENGTH_RTOL)
+    # Per pixel the Fisher information p (1 - p) <= 1/4 divides the Euclidean metric (dp)^2 = (p (1 - p))^2 (dl)^2:
+    # G_euclidean <= G_fisher_rao / 4, so sqrt(det G) is at least 4^(d/2) = 4 times smaller (d = 2).
+    gap = result.magnification["fisher_rao"] - result.magnification["euclidean"]
+    assert float(gap.min()) >= math.log10(4) - 1e-6
+    # The variance along the paths, against the members' probabilities at the discrete nodes.
+    probabilities = torch.stack([torch.sigmoid(net(result.paths["line"])) for net in result.members])
+    expected = probabilities.var(0, unbiased=False).sum(-1)  # [n_pairs, n_nodes]
+    np.testing.assert_allclose(result.variance["line"][:, ::REFINE], expected.numpy(), rtol=1e-12, atol=1e-15)
+    assert (result.variance["ensemble"] >= 0).all() and result.variance["ensemble"].shape == result.variance["line"].shape

@@ -156,6 +156,10 @@ class DemoConfig:
         "samples of the Riemannian volume drawn in the sampling section (16 chains)", _positive, quick=64, full=640
     )
     sampler_burn_in: int | None = _size("burn-in steps of the volume sampler's chains", _non_negative, quick=20, full=500)
+    bernoulli_epochs: int | None = _size(
+        "epochs of each Bernoulli decoder on the binarised digits", _positive, quick=4, full=100
+    )
+    ensemble_members: int | None = _size("Bernoulli decoders in the ensemble", int_in(1, 100), quick=3, full=5)
     seed: int = _option(
         0, help=f"seed of training and of the sampled pairs, 0 to {MAX_SEED} (default 0)", type=int_in(0, MAX_SEED)
     )

@@ -4,6 +4,7 @@ Data flow (each arrow an argument, nothing shared by side effect)::
 
     config -> context -> pairs -> geodesics -> stochastic (pairs, geodesics)
                context -> model, magnification, curvature, analogies, frechet, sampling, training
+               context, pairs -> output_geometry
     results -> render_* (stochastic also gets magnification's grid) -> report.html
     results.numbers -> results.json
 """
@@ -28,6 +29,7 @@ from geomstats_pullback.demo.geodesics import (
 )
 from geomstats_pullback.demo.magnification import compute_magnification, render_magnification
 from geomstats_pullback.demo.model import compute_model, render_model
+from geomstats_pullback.demo.output_geometry import compute_output_geometry, render_output_geometry
 from geomstats_pullback.demo.pairs import compute_pairs
 from geomstats_pullback.demo.report import Report
 from geomstats_pullback.demo.sampling import compute_sampling, render_sampling
@@ -37,6 +39,7 @@ MARKER = ".geomstats-pullback-demo"
 TITLE = "Riemannian geometry of a VAE's latent space (geomstats-pullback demo)"
 SECTIONS = (
     "model", "magnification", "geodesics", "stochastic", "curvature", "analogies", "frechet", "sampling", "training",
+    "output_geometry",
 )
 
 
@@ -89,6 +92,7 @@ def compute(ctx, report, progress=None):
     frechet = step("frechet", compute_frechet, ctx)
     sampling = step("sampling", compute_sampling, ctx)
     training = step("training", compute_training, ctx)
+    output_geometry = step("output_geometry", compute_output_geometry, ctx, pairs)
     return {
         "model": model,
         "magnification": magnification,
@@ -99,6 +103,7 @@ def compute(ctx, report, progress=None):
         "frechet": frechet,
         "sampling": sampling,
         "training": training,
+        "output_geometry": output_geometry,
     }
 
 
@@ -122,6 +127,7 @@ def render(results, ctx, report):
     render_frechet(results["frechet"], report, backdrop)
     render_sampling(results["sampling"], report, backdrop)
     render_training(results["training"], report)
+    render_output_geometry(results["output_geometry"], report, backdrop)
 
 
 def claim_output_dir(out, *, force=False):
