@@ -18,7 +18,9 @@ timeout, a wrong result, an exception) is logged at WARNING level through
 ``logging.getLogger("geomstats_pullback.compiled")`` and the caller gets
 ``None``: the eager kernels are used instead. The outcome is cached per
 decoder, so the probe runs once per decoder, dtype and latent dimension in a
-process.
+process. Batches are padded to a power of two and compiled with static
+shapes (one compilation per size bucket; the probe covers the first); if a
+later compilation or call fails, the eager kernels take over, logged.
 
 When to use it: long runs of ``exp``, transport-free geodesics and shooting
 on one decoder, where a one-off compilation (tens of seconds for the probe
@@ -34,6 +36,7 @@ raising.
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,8 @@ import weakref
 
 import torch
 from torch.func import jvp, vmap
+
+from geomstats_pullback.kernels import geodesic_rhs
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +91,8 @@ def geodesic_rhs_function(flat, *, eps=0.0):
     """
 
     def rhs(state):
-        position, velocity = state[:, 0], state[:, 1]
+        # copies: forward-mode inputs that are views of one tensor break tracing
+        position, velocity = state[:, 0].clone(), state[:, 1].clone()
         n_batch, dim = position.shape
         eye = torch.eye(dim, dtype=position.dtype, device=position.device)
         columns = vmap(lambda e: jvp(flat, (position,), (e.expand(n_batch, dim),))[1])(eye)  # [d, B, D]
@@ -149,9 +155,15 @@ def probe(user_decoder, dim, dtype, *, eps=0.0, backend="inductor", timeout=DEFA
     if done.returncode < 0:
         return f"compiled code crashed the probe process (signal {-done.returncode})"
     if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        return f"the probe failed (exit status {done.returncode}: {tail})"
+        return f"the probe failed (exit status {done.returncode}: {_error_line(done.stderr)})"
     return None
+
+
+def _error_line(stderr):
+    """The last line of a child's stderr that names an exception, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    return (named or lines or ["no message"])[-1]
 
 
 def compiled_geodesic_rhs(decoder, *, eps=0.0, dim=None, probe_first=True, backend="inductor", timeout=DEFAULT_PROBE_TIMEOUT):
@@ -201,18 +213,47 @@ def _compile(decoder, eps, dim, probe_first, backend, timeout):
             logger.warning("compile=True: %s; using the eager right-hand side.", failure)
             return None
     try:
-        compiled = torch.compile(geodesic_rhs_function(flat_map(user_decoder), eps=eps), backend=backend)
+        compiled = torch.compile(geodesic_rhs_function(flat_map(user_decoder), eps=eps), backend=backend, dynamic=False)
         compiled(_probe_state(dim, dtype).to(device))
     except Exception as error:  # torch.compile raises many unrelated types
         logger.warning("compile=True: compilation failed (%s: %s); using the eager right-hand side.", type(error).__name__, error)
         return None
     logger.info("compile=True: geodesic right-hand side compiled with backend %r.", backend)
+    return _CompiledRHS(compiled, decoder, eps)
 
-    def rhs(state):
-        native = state.to(dtype=dtype, device=device).contiguous()
-        return compiled(native).to(dtype=state.dtype, device=state.device)
 
-    return rhs
+class _CompiledRHS:
+    """The compiled function on padded batches, falling back to the eager kernels if a call fails.
+
+    Batches are padded (with copies of their first state) to a power of two,
+    at least 4, and compiled with static shapes: one compilation per size
+    bucket, never a recompilation with symbolic shapes.
+    """
+
+    def __init__(self, compiled, decoder, eps):
+        self.compiled, self.decoder, self.eps = compiled, decoder, eps
+        self.failed = False
+
+    def __call__(self, state):
+        if not self.failed:
+            try:
+                return self._compiled_call(state)
+            except Exception as error:  # a recompilation for a new batch size can fail like the first one
+                self.failed = True
+                logger.warning(
+                    "compile=True: the compiled right-hand side failed on a batch of %d (%s: %s); "
+                    "using the eager right-hand side from now on.", state.shape[0], type(error).__name__, error,
+                )
+        return geodesic_rhs(self.decoder, state, eps=self.eps)
+
+    def _compiled_call(self, state):
+        n_batch = state.shape[0]
+        bucket = max(4, 1 << (n_batch - 1).bit_length())
+        native = state.to(dtype=self.decoder.dtype, device=self.decoder.device)
+        if bucket > n_batch:
+            native = torch.cat([native, native[:1].expand(bucket - n_batch, *native.shape[1:])])
+        out = self.compiled(native.contiguous())[:n_batch]
+        return out.to(dtype=state.dtype, device=state.device)
 
 
 def _probe_main(path):
