@@ -85,6 +85,7 @@ class CrashingOutsideItsProcess(torch.nn.Module):
         return analytic.sphere_chart(z)
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_crash_in_probe_falls_back_to_eager_and_logs(caplog):
     space = gp.DecoderManifold(CrashingOutsideItsProcess(), latent_dim=2)
