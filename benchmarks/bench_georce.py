@@ -191,7 +191,7 @@ def main():
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=None, help="subsample of the 4,950 mnist8 pairs")
-    parser.add_argument("--mlp-pairs", type=int, default=64)
+    parser.add_argument("--mlp-pairs", type=int, default=16)
     parser.add_argument("--celeba-pairs", type=int, default=64)
     parser.add_argument("--reference-nodes", type=int, default=1001)
     parser.add_argument(
