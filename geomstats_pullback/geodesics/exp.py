@@ -33,6 +33,7 @@ import numpy as np
 from geomstats.numerics.geodesic import ExpODESolver
 
 from geomstats_pullback._validation import as_latent, broadcast_batch, warn_unconverged
+from geomstats_pullback.compiled import compiled_geodesic_rhs
 from geomstats_pullback.integrators import AdaptiveRK8Integrator, RK8Integrator, default_rtol
 from geomstats_pullback.kernels import geodesic_rhs, require_full_rank_at
 
@@ -90,6 +91,12 @@ class GeodesicIVPSolver(ExpODESolver):
     warn : bool
         Issue a :class:`~geomstats_pullback.errors.ConvergenceWarning` from
         :meth:`exp` when a pair is flagged. :meth:`solve` never warns.
+    compile : bool
+        Evaluate the right-hand side with ``torch.compile``
+        (:func:`~geomstats_pullback.compiled.compiled_geodesic_rhs`: probed in
+        a child process first, compiled once per decoder; a logged fallback
+        to the eager kernels where that fails). Not with
+        ``rank_check="every_step"``.
 
     Attributes
     ----------
@@ -108,12 +115,13 @@ class GeodesicIVPSolver(ExpODESolver):
 
     def __init__(
         self, space, *, n_steps=12, integrator=None, rank_check="ends", rtol=None, atol=0.0, adaptive=False,
-        max_steps=10_000, warn=True,
+        max_steps=10_000, warn=True, compile=False,
     ):
         if rank_check not in RANK_CHECKS:
             raise ValueError(f"rank_check must be one of {RANK_CHECKS}, got {rank_check!r}.")
         self.rank_check = rank_check
         self.rtol, self.atol, self.adaptive, self.max_steps, self.warn = rtol, atol, adaptive, max_steps, warn
+        self.compile = bool(compile)
         self.result_ = None
         if integrator is None:
             integrator = (
@@ -156,6 +164,9 @@ class GeodesicIVPSolver(ExpODESolver):
             require_full_rank_at(decoder, base_flat, eps=eps, rank_rtol=rank_rtol)
         state = gs.stack([base_flat, tangent_flat], axis=1)  # [B, 2, d]
         force = lambda y, _: geodesic_rhs(decoder, y, eps=eps, rank_rtol=step_rtol)  # noqa: E731
+        compiled = compiled_geodesic_rhs(decoder, eps=eps) if self.compile and step_rtol is None and n_pairs else None
+        if compiled is not None:
+            force = lambda y, _: compiled(y)  # noqa: E731
         if not n_pairs:
             end, error = base_flat, gs.zeros(0, dtype=base_flat.dtype)
             converged, n_steps = gs.ones(0, dtype=bool), gs.zeros(0, dtype=gs.int64)
