@@ -19,6 +19,8 @@ from geomstats_pullback.decoders import (  # noqa: E402
     StochasticDecoder,
     TorchDecoder,
     as_decoder,
+    get_memory_budget,
+    set_memory_budget,
 )
 from geomstats_pullback.ensembles import EnsembleDecoder, MCDropoutDecoder  # noqa: E402
 from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
@@ -33,7 +35,9 @@ from geomstats_pullback.distances import (  # noqa: E402
 from geomstats_pullback.errors import (  # noqa: E402
     CheckpointError,
     ConvergenceWarning,
+    DecoderDifferentiationError,
     DistanceStoreError,
+    MemoryBudgetError,
     RankDeficientJacobianError,
 )
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
@@ -60,6 +64,7 @@ __all__ = [
     "ConvergenceWarning",
     "decoded_path",
     "Decoder",
+    "DecoderDifferentiationError",
     "DecoderManifold",
     "DistanceStoreError",
     "EnsembleDecoder",
@@ -69,8 +74,10 @@ __all__ = [
     "GeodesicBVPSolver",
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
+    "get_memory_budget",
     "linear_path",
     "MCDropoutDecoder",
+    "MemoryBudgetError",
     "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",
@@ -80,6 +87,7 @@ __all__ = [
     "RankDeficientJacobianError",
     "sample_sectional_curvatures",
     "SectionalCurvatureSample",
+    "set_memory_budget",
     "StochasticDecoder",
     "TorchDecoder",
     "transport_along_path",

@@ -24,3 +24,11 @@ class CheckpointError(ValueError):
 
 class UsageError(Exception):
     """Bad command-line options or paths: reported in one line, exit status 2."""
+
+
+class MemoryBudgetError(ValueError):
+    """The memory budget of a derivative call is too small for a single latent point."""
+
+
+class DecoderDifferentiationError(RuntimeError):
+    """The decoder cannot be differentiated (cut graph, piecewise-constant layer, in-place operation)."""
