@@ -19,7 +19,8 @@ point are estimated as the result's entries plus the decoder's autograd graph
 for one point, measured once by saved-tensor hooks (the difference between a
 two-point and a one-point linearisation, so that the weights do not count),
 times the copies the strategy keeps: 2 for first derivatives, 4 for second
-derivatives, times the number of directions for a batched strategy. The
+derivatives, times the number of directions for a batched strategy; the
+result counts in the decoder's dtype and as the host's float64 copy. The
 concatenated result of the whole batch is the caller's; the metric's own
 methods are chunked the same way, so their intermediates stay within the
 budget too. A budget that was set and is below one point's estimate raises
@@ -197,7 +198,8 @@ class Decoder:
         copies = 2 * _ORDER[kind]
         if strategy is not None and strategy.endswith("_batched"):
             copies *= {"jacobian": dim, "second": n_dirs, "hessian": dim}.get(kind, max(dim, n_dirs))
-        return entries * self._itemsize() + copies * self._graph_bytes
+        # The result in the decoder's dtype, and its float64 copy on the host.
+        return entries * (self._itemsize() + 8) + copies * self._graph_bytes
 
     def batch_limit(self, kind, n_dirs=1, strategy=None):
         """The most latent points one chunk of a ``kind`` call may hold under the budget.
