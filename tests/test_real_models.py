@@ -128,7 +128,7 @@ def test_frechet_mean_is_a_critical_point_of_the_variance(case):
     assert mean.converged_
     # The gradient of the variance, -2 G sum log, vanishes: the logs sum to about zero.
     logs = space.metric.log(points, mean.estimate_)
-    spread = float(gs.max(space.metric.norm(logs, mean.estimate_)))
+    spread = float(space.metric.norm(logs, mean.estimate_).max())
     assert float(space.metric.norm(gs.mean(logs, axis=0), mean.estimate_)) < 1e-2 * spread
 
 
