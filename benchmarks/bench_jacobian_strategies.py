@@ -63,8 +63,9 @@ def main():
                 auto = gp.TorchDecoder(module, dim)
                 auto.jacobian(z.double())
                 auto.jacobian_and_second(z.double(), v.double(), v.double()[None])
-                chosen = {"J": auto.strategy_choices_.get(("jacobian", dim, False), "reverse"),
-                          "J, f''": auto.strategy_choices_.get(("jacobian_and_second", 1, False), "reverse")}
+                n_class = 1 << (min(args.n_points, 64).bit_length() - 1)
+                chosen = {"J": auto.strategy_choices_.get(("jacobian", dim, False, n_class), "reverse"),
+                          "J, f''": auto.strategy_choices_.get(("jacobian_and_second", 1, False, n_class), "reverse")}
                 pass_ms = 1e3 * decoder_pass_time(module, z)
                 for call, run in calls.items():
                     times = {}

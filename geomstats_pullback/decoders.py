@@ -29,10 +29,13 @@ budget too. A budget that was set and is below one point's estimate raises
 Jacobian strategy (torch decoders): one of
 :data:`~geomstats_pullback.autodiff.STRATEGIES`, or ``"auto"`` (default).
 ``"auto"`` uses ``"reverse"`` below ``d = AUTO_MIN_DIM`` and otherwise times
-every strategy once on the first (at most :data:`PROBE_POINTS`-point) chunk
-of each kind of call (Jacobian, ``K`` second derivatives, Hessian; grad mode
-on or off), keeps the fastest per point, and logs the choice and the timings
-at debug level. A strategy that fails on the decoder (``torch.func``'s
+every strategy once (best of two runs) for each kind of call (Jacobian,
+``K`` second derivatives, Hessian; grad mode on or off) and each batch-size
+class (the power of two at or below the chunk size, capped at
+:data:`PROBE_POINTS`), on that many points of the first such call; it keeps
+the fastest per point and logs the choice and the timings at debug level.
+The batch size matters: batched strategies win on small batches (fewer
+kernel launches), per-direction passes on large ones. A strategy that fails on the decoder (``torch.func``'s
 forward mode refuses in-place writes to captured tensors) is skipped.
 """
 
@@ -58,8 +61,8 @@ _budget = {"bytes": None}
 
 #: ``"auto"`` picks ``"reverse"`` without timing below this latent dimension.
 AUTO_MIN_DIM = 8
-#: Points of the chunk on which ``"auto"`` times the strategies.
-PROBE_POINTS = 8
+#: Most points on which ``"auto"`` times the strategies (larger batches share its choice).
+PROBE_POINTS = 64
 
 # Graph copies a chunk holds per kind of call (see the module docstring), and
 # the number of directions a batched strategy stacks.
@@ -426,7 +429,7 @@ class TorchDecoder(Decoder):
     Attributes
     ----------
     strategy_choices_ : dict
-        ``"auto"``'s choices, ``(kind, K, grad_mode) -> strategy``.
+        ``"auto"``'s choices, ``(kind, K, grad_mode, batch-size class) -> strategy``.
     """
 
     _diff = TorchDiff
@@ -567,20 +570,22 @@ class TorchDecoder(Decoder):
             return self.jacobian_strategy
         if self.latent_dim < AUTO_MIN_DIM:
             return "reverse"
-        key = (kind, n_dirs, torch.is_grad_enabled())
+        n_probe = min(arrays[0].shape[axes[0]], self.batch_limit(kind, n_dirs), PROBE_POINTS)
+        n_probe = 1 << (max(n_probe, 1).bit_length() - 1)  # batch-size class: a power of two
+        key = (kind, n_dirs, torch.is_grad_enabled(), n_probe)
         if key not in self.strategy_choices_:
-            self.strategy_choices_[key] = self._time_strategies(kind, n_dirs, compute, arrays, axes)
+            self.strategy_choices_[key] = self._time_strategies(kind, n_dirs, compute, arrays, axes, n_probe)
         return self.strategy_choices_[key]
 
-    def _time_strategies(self, kind, n_dirs, compute, arrays, axes):
-        """The strategy with the least time per point on the first points of ``arrays`` (best of two runs)."""
+    def _time_strategies(self, kind, n_dirs, compute, arrays, axes, n_probe):
+        """The strategy with the least time per point on ``n_probe`` points of ``arrays`` (best of two runs)."""
         timings = {}
         for strategy in STRATEGIES:
             try:
                 limit = self.batch_limit(kind, n_dirs, strategy)
             except MemoryBudgetError:
                 continue
-            n = min(arrays[0].shape[axes[0]], PROBE_POINTS, limit)
+            n = min(n_probe, limit)
             probe = [_split(a, axis, n)[0] for a, axis in zip(arrays, axes)]
             try:
                 best = math.inf
