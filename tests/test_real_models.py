@@ -19,7 +19,7 @@ curvature scale ``|II|^2 / |u ^ v|^2``.
 import geomstats.backend as gs
 import pytest
 import torch
-from cases import CASES, case_params, SOLVER_TOL
+from cases import CASES, case_params
 
 import geomstats_pullback as gp
 
@@ -124,7 +124,7 @@ def test_sectional_curvature_matches_finite_differences_of_christoffels(case):
 def test_frechet_mean_is_a_critical_point_of_the_variance(case):
     space = case.space()
     points = case.points(4, seed=40)
-    mean = gp.PullbackFrechetMean(space, max_iter=20).fit(points)
+    mean = gp.PullbackFrechetMean(space, max_iter=20, tol=max(1e-5, case.solver_tol)).fit(points)  # above the log precision
     assert mean.converged_
     # The gradient of the variance, -2 G sum log, vanishes: the logs sum to about zero.
     logs = space.metric.log(points, mean.estimate_)
