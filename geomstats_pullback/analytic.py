@@ -24,7 +24,7 @@ and on ``autograd.numpy`` arrays alike (so under both geomstats backends).
 - :func:`mixed_conv_decoder`: convolutions, batch normalisation and dropout
   (eval mode), GELU/SiLU/softplus: the layer mix of real decoders.
 
-An MLP with a 64-D latent is ``random_mlp((64, 256, 256, 784))``.
+An MLP with a 64-D latent is ``random_mlp((64, 128, 128, 784))`` (the ``mlp64`` test case).
 """
 
 import autograd.numpy as anp
