@@ -19,6 +19,8 @@ from geomstats_pullback.decoders import (  # noqa: E402
     StochasticDecoder,
     TorchDecoder,
     as_decoder,
+    get_memory_budget,
+    set_memory_budget,
 )
 from geomstats_pullback.ensembles import EnsembleDecoder, MCDropoutDecoder  # noqa: E402
 from geomstats_pullback.curvature import SectionalCurvatureSample, sample_sectional_curvatures  # noqa: E402
@@ -33,8 +35,10 @@ from geomstats_pullback.distances import (  # noqa: E402
 from geomstats_pullback.errors import (  # noqa: E402
     CheckpointError,
     ConvergenceWarning,
+    DecoderDifferentiationError,
     DistanceStoreError,
     InvertibleDecoderWarning,
+    MemoryBudgetError,
     RankDeficientJacobianError,
 )
 from geomstats_pullback.geodesics import GeodesicBVPResult, GeodesicBVPSolver, GeodesicIVPSolver  # noqa: E402
@@ -68,6 +72,7 @@ __all__ = [
     "Decoder",
     "diagnose",
     "Diagnostics",
+    "DecoderDifferentiationError",
     "DecoderManifold",
     "DistanceStoreError",
     "EnsembleDecoder",
@@ -80,9 +85,11 @@ __all__ = [
     "GeodesicIVPSolver",
     "GeodesicNeighbors",
     "InvertibleDecoderWarning",
+    "get_memory_budget",
     "linear_path",
     "MCDropoutDecoder",
     "MCMCSamples",
+    "MemoryBudgetError",
     "OutputDecoder",
     "pairwise_distances",
     "PairwiseDistances",
@@ -95,6 +102,7 @@ __all__ = [
     "regularizers",
     "sample_sectional_curvatures",
     "SectionalCurvatureSample",
+    "set_memory_budget",
     "StochasticDecoder",
     "TorchDecoder",
     "transport_along_path",

@@ -18,12 +18,27 @@ Every function takes ``f`` and arrays of the library's type:
 - ``hessian(f, z)``: all ``f''(z)[e_i, e_j]``, shape ``[B, D, d, d]``;
 - ``weighted_hessian(f, z, w)``: the Hessian of ``<w, f(z)>``, ``[B, d, d]``.
 
-torch: where nobody records gradients (the usual case: geometry of a fixed
-decoder), derivatives come from reverse mode by transposition
-(:class:`_Pullback`): torch's CPU forward-mode AD costs 6-15 forward passes
-per jvp on an MLP, its backward passes far less. Where the caller records
-gradients (grad mode on), :mod:`torch.func`'s forward mode is used: it composes
-with an outer autograd.
+torch: a Jacobian needs ``d`` directional derivatives, ``K`` second
+derivatives ``K`` more. :data:`STRATEGIES` are four ways to get them, equal
+to rounding:
+
+- ``"reverse"``: one reverse-mode linearisation (:class:`_Pullback`), then
+  one backward pass per direction (``J u`` by transposing ``J^T w``, the
+  "double vjp" trick). Torch's CPU forward-mode AD costs 6-15 forward passes
+  per jvp on an MLP, its backward passes far less: the default below ``d = 8``.
+- ``"reverse_batched"``: the same, on the batch repeated once per direction:
+  one backward pass over ``d B`` rows instead of ``d`` passes over ``B``
+  (fewer, larger kernels; ``d`` times the graph memory).
+- ``"forward"``: one :func:`torch.func.jvp` per direction (jvp of a jvp for
+  second derivatives); no graph is kept.
+- ``"forward_batched"``: one :func:`torch.func.jvp` over the batch repeated
+  once per direction (``d`` times the activation memory).
+
+Which is cheapest depends on the decoder, ``d``, ``B``, the dtype and the
+device; :class:`~geomstats_pullback.decoders.TorchDecoder` times them once
+and caches the choice. Where the caller records gradients (grad mode on),
+only the forward strategies compose with the outer autograd: both reverse
+strategies run as ``"forward_batched"``.
 """
 
 import autograd
@@ -31,15 +46,24 @@ import autograd.numpy as anp
 import torch
 from torch.func import jvp as _torch_jvp
 
+#: The torch Jacobian strategies, in the order they are tried.
+STRATEGIES = ("reverse", "reverse_batched", "forward", "forward_batched")
 
-def _basis_batch(z, eye):
-    """Repeat ``z [B, d]`` once per basis vector: ``([d*B, d], [d*B, d])``."""
+
+def _basis(z):
+    """The ``d`` basis directions at every point, ``[d, B, d]``."""
     n_batch, dim = z.shape
-    # repeat, not expand: forward-mode AD refuses inputs whose elements share memory
-    # (an expanded view stays one when n_batch == 1).
-    points = z.repeat(dim, 1)  # [d*B, d]
-    directions = eye.repeat_interleave(n_batch, dim=0)  # [d*B, d]
-    return points, directions
+    eye = torch.eye(dim, dtype=z.dtype, device=z.device)
+    return eye[:, None, :].expand(dim, n_batch, dim).contiguous()
+
+
+def _repeat(z, times):
+    """``z [B, d]`` stacked ``times`` times, ``[times * B, d]``.
+
+    ``repeat``, not ``expand``: forward-mode AD refuses inputs whose elements
+    share memory (an expanded view stays one when ``B == 1``).
+    """
+    return z.repeat(times, 1)
 
 
 def _grad(outputs, inputs, grad_outputs, **kwargs):
@@ -75,11 +99,8 @@ class _Pullback:
 
     def columns(self):
         """``J``, ``[B, D, d]``: one backward pass per latent direction."""
-        n_batch, dim = self.z.shape
-        eye = torch.eye(dim, dtype=self.z.dtype, device=self.z.device)
         # Stacked as [B, d, D] (a cheap concatenation) and returned as its transposed view.
-        columns = [self.push(eye[i].expand(n_batch, dim).contiguous()) for i in range(dim)]
-        return torch.stack(columns, dim=-2).transpose(-1, -2)
+        return torch.stack([self.push(e) for e in _basis(self.z)], dim=-2).transpose(-1, -2)
 
     def second(self, u, directions):
         """``f''[u, w_k]`` for ``directions [K, B, d]``: ``[K, B, D]``."""
@@ -90,8 +111,60 @@ class _Pullback:
             return torch.stack([_grad(pull, cotangent, w, retain_graph=True) for w in directions])
 
 
+def _forward_second(f, z, u, w):
+    """``f''(z)[u, w]`` as a jvp of a jvp, ``[B, D]``."""
+
+    def directional(x):
+        return _torch_jvp(f, (x,), (u,))[1]
+
+    return _torch_jvp(directional, (z,), (w,))[1]
+
+
+def _columns_from_batch(pushed, n_batch, dim):
+    """``[d*B, D]`` directional derivatives (direction-major) as ``J [B, D, d]``."""
+    return pushed.reshape(dim, n_batch, -1).permute(1, 2, 0)
+
+
+def _jacobian(f, z, strategy):
+    n_batch, dim = z.shape
+    if strategy == "reverse":
+        return _Pullback(f, z).columns()
+    if strategy == "forward":
+        return torch.stack([_torch_jvp(f, (z,), (e,))[1] for e in _basis(z)], dim=-1)
+    basis = _basis(z).reshape(dim * n_batch, dim)  # [d*B, d], direction-major
+    if strategy == "reverse_batched":
+        return _columns_from_batch(_Pullback(f, _repeat(z, dim)).push(basis), n_batch, dim)
+    return _columns_from_batch(_torch_jvp(f, (_repeat(z, dim),), (basis,))[1], n_batch, dim)
+
+
+def _second(f, z, u, directions, strategy):
+    n_dirs, n_batch, dim = directions.shape
+    if strategy == "reverse":
+        return _Pullback(f, z).second(u, directions)
+    if strategy == "forward":
+        return torch.stack([_forward_second(f, z, u, w) for w in directions])
+    points, first = _repeat(z, n_dirs), _repeat(u, n_dirs)  # [K*B, d]
+    flat = directions.reshape(n_dirs * n_batch, dim)
+    if strategy == "reverse_batched":
+        out = _Pullback(f, points).second(first, flat[None])[0]
+    else:
+        out = _forward_second(f, points, first, flat)
+    return out.reshape(n_dirs, n_batch, -1)
+
+
+def _effective(strategy):
+    """The strategy that runs: under grad mode, a forward one."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    if torch.is_grad_enabled():
+        return "forward_batched" if strategy.startswith("reverse") else strategy
+    return strategy
+
+
 class TorchDiff:
-    """Derivatives of a torch flat decoder (reverse mode, or ``torch.func`` under grad mode)."""
+    """Derivatives of a torch flat decoder, by one of :data:`STRATEGIES` (``"reverse"`` by default)."""
+
+    strategies = STRATEGIES
 
     @staticmethod
     def jvp(f, z, v):
@@ -102,74 +175,53 @@ class TorchDiff:
         return linear.value.detach(), linear.push(v)
 
     @staticmethod
-    def jacobian(f, z):
-        """Jacobian ``[B, D, d]``."""
-        if not torch.is_grad_enabled():
-            return _Pullback(f, z).columns()
-        n_batch, dim = z.shape
-        eye = torch.eye(dim, dtype=z.dtype, device=z.device)
-        points, directions = _basis_batch(z, eye)
-        _, columns = _torch_jvp(f, (points,), (directions,))  # [d*B, D]
-        return columns.reshape(dim, n_batch, -1).permute(1, 2, 0)
+    def jacobian(f, z, *, strategy="reverse"):
+        """Jacobian ``[B, D, d]``: ``d`` directional derivatives."""
+        return _jacobian(f, z, _effective(strategy))
 
     @staticmethod
-    def second_derivative(f, z, u, v):
+    def second_derivative(f, z, u, v, *, strategy="reverse"):
         """``f''(z)[u, v]``, ``[B, D]``."""
-        if not torch.is_grad_enabled():
-            return _Pullback(f, z).second(u, v[None])[0]
-
-        def directional(x):
-            return _torch_jvp(f, (x,), (u,))[1]
-
-        return _torch_jvp(directional, (z,), (v,))[1]
+        return _second(f, z, u, v[None], _effective(strategy))[0]
 
     @staticmethod
-    def jacobian_and_second(f, z, u, directions):
-        """``J(z)`` ``[B, D, d]`` and ``f''(z)[u, w_k]`` ``[K, B, D]`` for ``directions [K, B, d]``."""
-        if not torch.is_grad_enabled():
+    def jacobian_and_second(f, z, u, directions, *, strategy="reverse"):
+        """``J(z)`` ``[B, D, d]`` and ``f''(z)[u, w_k]`` ``[K, B, D]`` for ``directions [K, B, d]``.
+
+        ``"reverse"`` serves both from one linearisation.
+        """
+        strategy = _effective(strategy)
+        if strategy == "reverse":
             linear = _Pullback(f, z)
             return linear.columns(), linear.second(u, directions)
-        second = [TorchDiff.second_derivative(f, z, u, w) for w in directions]
-        return TorchDiff.jacobian(f, z), torch.stack(second)
+        return _jacobian(f, z, strategy), _second(f, z, u, directions, strategy)
 
     @staticmethod
-    def hessian(f, z):
-        """All second derivatives ``f''(z)[e_i, e_j]``, ``[B, D, d, d]``."""
-        n_batch, dim = z.shape
-        eye = torch.eye(dim, dtype=z.dtype, device=z.device)
-        if not torch.is_grad_enabled():
+    def hessian(f, z, *, strategy="reverse"):
+        """All second derivatives ``f''(z)[e_i, e_j]``, ``[B, D, d, d]``: ``d`` calls of ``d`` directions."""
+        strategy = _effective(strategy)
+        basis = _basis(z)  # [d, B, d]
+        if strategy == "reverse":
             linear = _Pullback(f, z)
-            basis = eye[:, None, :].expand(dim, n_batch, dim).contiguous()  # [d, B, d]
-            rows = [linear.second(basis[i], basis) for i in range(dim)]  # d x [d, B, D]
-            return torch.stack(rows).permute(2, 3, 0, 1)
-        rows, cols = torch.triu_indices(dim, dim)
-        n_pairs = rows.shape[0]
-        points = z.repeat(n_pairs, 1)  # [P*B, d]
-        u = eye[rows].repeat_interleave(n_batch, dim=0)
-        v = eye[cols].repeat_interleave(n_batch, dim=0)
-        upper = TorchDiff.second_derivative(f, points, u, v)
-        upper = upper.reshape(n_pairs, n_batch, -1)  # [P, B, D]
-        out = z.new_zeros((n_batch, upper.shape[-1], dim, dim))
-        out[:, :, rows, cols] = upper.permute(1, 2, 0)
-        out[:, :, cols, rows] = upper.permute(1, 2, 0)
-        return out
+            rows = [linear.second(e, basis) for e in basis]
+        else:
+            rows = [_second(f, z, e, basis, strategy) for e in basis]  # d x [d, B, D]
+        return torch.stack(rows).permute(2, 3, 0, 1)
 
     @staticmethod
     def weighted_hessian(f, z, w):
         """Hessian of ``z -> <w, f(z)>`` per row, ``[B, d, d]`` (reverse over reverse)."""
         if torch.is_grad_enabled():
             return torch.einsum("bakl,ba->bkl", TorchDiff.hessian(f, z), w)
-        n_batch, dim = z.shape
         x = z.detach().requires_grad_(True)
-        eye = torch.eye(dim, dtype=z.dtype, device=z.device)
         with torch.enable_grad():
             gradient = _grad((f(x) * w).sum(), x, None, create_graph=True)  # [B, d]
-            rows = [_grad(gradient, x, eye[i].expand(n_batch, dim), retain_graph=True) for i in range(dim)]
+            rows = [_grad(gradient, x, e, retain_graph=True) for e in _basis(z)]
         return torch.stack(rows, dim=-2)
 
 
 class AutogradDiff:
-    """Derivatives of an ``autograd.numpy`` flat decoder."""
+    """Derivatives of an ``autograd.numpy`` flat decoder (forward mode; ``strategy`` is accepted and ignored)."""
 
     @staticmethod
     def jvp(f, z, v):
@@ -177,7 +229,7 @@ class AutogradDiff:
         return autograd.make_jvp(f)(z)(v)
 
     @staticmethod
-    def jacobian(f, z):
+    def jacobian(f, z, *, strategy=None):
         """Jacobian ``[B, D, d]``, one jvp per latent direction."""
         dim = z.shape[-1]
         eye = anp.eye(dim)
@@ -185,7 +237,7 @@ class AutogradDiff:
         return anp.stack(columns, axis=-1)
 
     @staticmethod
-    def second_derivative(f, z, u, v):
+    def second_derivative(f, z, u, v, *, strategy=None):
         """``f''(z)[u, v]`` as a jvp of a jvp, ``[B, D]``."""
 
         def directional(x):
@@ -194,13 +246,13 @@ class AutogradDiff:
         return AutogradDiff.jvp(directional, z, v)[1]
 
     @staticmethod
-    def jacobian_and_second(f, z, u, directions):
+    def jacobian_and_second(f, z, u, directions, *, strategy=None):
         """``J(z)`` ``[B, D, d]`` and ``f''(z)[u, w_k]`` ``[K, B, D]`` for ``directions [K, B, d]``."""
         second = [AutogradDiff.second_derivative(f, z, u, w) for w in directions]
         return AutogradDiff.jacobian(f, z), anp.stack(second)
 
     @staticmethod
-    def hessian(f, z):
+    def hessian(f, z, *, strategy=None):
         """All second derivatives ``f''(z)[e_i, e_j]``, ``[B, D, d, d]``."""
         dim = z.shape[-1]
         eye = anp.eye(dim)

@@ -37,3 +37,9 @@ class InvertibleDecoderWarning(UserWarning):
     ``|f(z_1) - f(z_0)|``. Nothing is learned by the geometry; compute the
     data-space distance directly.
     """
+class MemoryBudgetError(ValueError):
+    """The memory budget of a derivative call is too small for a single latent point."""
+
+
+class DecoderDifferentiationError(RuntimeError):
+    """The decoder cannot be differentiated (cut graph, piecewise-constant layer, in-place operation)."""

@@ -58,8 +58,13 @@ class PullbackMetric(RiemannianMetric):
         """The :class:`~geomstats_pullback.decoders.Decoder` of the space."""
         return self._space.decoder
 
-    def _pointwise(self, kernel, out_shape, *arrays_and_names):
+    def _pointwise(self, kernel, out_shape, *arrays_and_names, cost="jacobian", n_dirs=1):
         """``kernel`` on validated, broadcast, flattened ``[..., d]`` arrays, batch shape restored.
+
+        The flat batch is cut into chunks that fit the decoder's memory
+        budget for a call of kind ``cost`` (see
+        :meth:`~geomstats_pullback.decoders.Decoder.batch_limit`), so that
+        the kernel's intermediates (Jacobians, Hessians) stay within it.
 
         Parameters
         ----------
@@ -69,6 +74,10 @@ class PullbackMetric(RiemannianMetric):
             Shape of one result.
         arrays_and_names : tuple
             ``(array, name)`` pairs; names are for error messages.
+        cost : str
+            The decoder call that dominates the kernel's memory.
+        n_dirs : int
+            Second derivatives per point, for ``cost="second"``.
 
         Returns
         -------
@@ -79,9 +88,14 @@ class PullbackMetric(RiemannianMetric):
         arrays = [as_latent(array, dim, name) for array, name in arrays_and_names]
         batch_shape, flat = broadcast_batch(*arrays)
         shape = batch_shape + tuple(out_shape)
-        if flat[0].shape[0] == 0:
+        n_batch = flat[0].shape[0]
+        if n_batch == 0:
             return gs.zeros(shape, dtype=flat[0].dtype)
-        return gs.reshape(kernel(*flat), shape)
+        limit = self.decoder.batch_limit(cost, n_dirs)
+        if n_batch <= limit:
+            return gs.reshape(kernel(*flat), shape)
+        parts = [kernel(*(array[start : start + limit] for array in flat)) for start in range(0, n_batch, limit)]
+        return gs.reshape(gs.concatenate(parts), shape)
 
     def metric_matrix(self, base_point=None):
         """Metric matrix ``G(z) = J^T J (+ eps I)``.
@@ -142,7 +156,8 @@ class PullbackMetric(RiemannianMetric):
             return out + self.eps * gs.sum(u * v, axis=-1) if self.eps else out
 
         return self._pointwise(
-            inner, (), (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point")
+            inner, (), (tangent_vec_a, "tangent_vec_a"), (tangent_vec_b, "tangent_vec_b"), (base_point, "base_point"),
+            cost="jvp",
         )
 
     def squared_norm(self, vector, base_point=None):
@@ -162,7 +177,7 @@ class PullbackMetric(RiemannianMetric):
             out = gs.sum(self.decoder.jvp(z, v)[1] ** 2, axis=-1)
             return out + self.eps * gs.sum(v**2, axis=-1) if self.eps else out
 
-        return self._pointwise(sq_norm, (), (vector, "vector"), (base_point, "base_point"))
+        return self._pointwise(sq_norm, (), (vector, "vector"), (base_point, "base_point"), cost="jvp")
 
     def inner_product_derivative_matrix(self, base_point=None):
         r"""Derivative of the metric matrix, ``mat[..., i, j, k] = d_k g_ij``.
@@ -185,7 +200,7 @@ class PullbackMetric(RiemannianMetric):
             half = gs.einsum("...aik,...aj->...ijk", hess, jac)
             return half + gs.einsum("...ijk->...jik", half)
 
-        return self._pointwise(derivative, (dim, dim, dim), (base_point, "base_point"))
+        return self._pointwise(derivative, (dim, dim, dim), (base_point, "base_point"), cost="hessian")
 
     def christoffels(self, base_point=None):
         r"""Christoffel symbols ``Gamma^k_ij = (G^{-1} J^T f''[e_i, e_j])^k``.
@@ -208,7 +223,7 @@ class PullbackMetric(RiemannianMetric):
             gram = kernels.gram(jac, eps=self.eps)
             return kernels.solve_gram_checked(gram, gs.reshape(rhs, (-1, dim, dim * dim)), rank_rtol=self.rank_rtol)
 
-        return self._pointwise(gamma, (dim, dim, dim), (base_point, "base_point"))
+        return self._pointwise(gamma, (dim, dim, dim), (base_point, "base_point"), cost="hessian")
 
     def geodesic_equation(self, state):
         r"""Right-hand side of the geodesic ODE, ``(v, -G^{-1} J^T f''[v, v])``.
@@ -321,6 +336,7 @@ class PullbackMetric(RiemannianMetric):
             self._curvature_kernel(curvature.second_fundamental_form),
             (self.decoder.output_dim, dim, dim),
             (base_point, "base_point"),
+            cost="hessian",
         )
 
     def mean_curvature_vector(self, base_point):
@@ -338,6 +354,7 @@ class PullbackMetric(RiemannianMetric):
             self._curvature_kernel(curvature.mean_curvature_vector),
             (self.decoder.output_dim,),
             (base_point, "base_point"),
+            cost="hessian",
         )
 
     def riemann_tensor(self, base_point=None):
@@ -353,7 +370,9 @@ class PullbackMetric(RiemannianMetric):
             ``riemann_tensor[..., i, j, k, l] = R_{ijk}^l = dx^l(R(e_j, e_k) e_i)``.
         """
         dim = self._space.dim
-        return self._pointwise(self._curvature_kernel(curvature.riemann_tensor), (dim,) * 4, (base_point, "base_point"))
+        return self._pointwise(
+            self._curvature_kernel(curvature.riemann_tensor), (dim,) * 4, (base_point, "base_point"), cost="hessian"
+        )
 
     def curvature(self, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point=None):
         r"""Curvature operator ``R(X, Y) Z`` by the Gauss equation.
@@ -376,6 +395,8 @@ class PullbackMetric(RiemannianMetric):
             (tangent_vec_b, "tangent_vec_b"),
             (tangent_vec_c, "tangent_vec_c"),
             (base_point, "base_point"),
+            cost="second",
+            n_dirs=2 + 2 * self._space.dim,
         )
 
     def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None):
@@ -403,6 +424,8 @@ class PullbackMetric(RiemannianMetric):
             (tangent_vec_a, "tangent_vec_a"),
             (tangent_vec_b, "tangent_vec_b"),
             (base_point, "base_point"),
+            cost="second",
+            n_dirs=3,
         )
 
     def scalar_curvature(self, base_point=None):
@@ -416,7 +439,9 @@ class PullbackMetric(RiemannianMetric):
         -------
         scalar_curvature : array-like, shape=[...]
         """
-        return self._pointwise(self._curvature_kernel(curvature.scalar_curvature), (), (base_point, "base_point"))
+        return self._pointwise(
+            self._curvature_kernel(curvature.scalar_curvature), (), (base_point, "base_point"), cost="hessian"
+        )
 
     def _curvature_kernel(self, function):
         """A :mod:`~geomstats_pullback.curvature` function ``(decoder, *flat_arrays, eps=, rank_rtol=)`` as a kernel."""

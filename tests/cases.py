@@ -8,6 +8,13 @@ reference's closed forms; a case without one (``mlp``, ``conv8``) is checked
 on the laws every pullback metric obeys, against finite differences computed
 with its float64 decoder.
 
+The real-model cases (``mnist8``, ``mixed8``, ``celeba32``, ``mlp64``: the
+architectures of :mod:`geomstats_pullback.analytic` at latent dimensions 8 to
+64) are opt-in: ``case_params()`` without names leaves them out, so that the
+tests over every case stay quick; name them to use them. ``celeba32`` and
+``mlp64`` are ``heavy``: tests that name them mark them ``slow``
+(``case_params(..., slow_heavy=True)``).
+
 Use ``case_params(...)`` in ``pytest.mark.parametrize`` (ids such as
 ``sphere-float64``), or ``CASES["sphere-float64"]`` for one case.
 """
@@ -58,6 +65,10 @@ class Case:
         ``(tangent_vec, base_point) -> reference tangent vector``.
     sectional_curvature : float, optional
         Constant sectional curvature, where there is one.
+    opt_in : bool
+        Left out of ``case_params()`` unless named.
+    heavy : bool
+        Seconds per geometric operation: slow tests only.
     """
 
     name: str
@@ -69,6 +80,8 @@ class Case:
     to_reference: Optional[Callable] = None
     tangent_to_reference: Optional[Callable] = None
     sectional_curvature: Optional[float] = None
+    opt_in: bool = False
+    heavy: bool = False
 
     @property
     def id(self):
@@ -164,22 +177,38 @@ _BLUEPRINTS = {
         make_decoder=lambda dtype: analytic.conv_decoder(8, channels=(4, 2), image_size=16, seed=0, dtype=dtype, activation=torch.nn.Softplus),
         latent_dim=8,
     ),
+    # GEORCE's MNIST decoder (Linear, three transposed convolutions, Linear; GELU): R^8 -> 1x28x28.
+    "mnist8": dict(make_decoder=lambda dtype: analytic.mnist_conv_decoder(8, seed=0, dtype=dtype), latent_dim=8, opt_in=True),
+    # Conv, BatchNorm (eval), Dropout (eval), GELU/SiLU/softplus: R^8 -> 1x16x16.
+    "mixed8": dict(make_decoder=lambda dtype: analytic.mixed_conv_decoder(8, seed=0, dtype=dtype), latent_dim=8, opt_in=True),
+    # GEORCE's CelebA decoder (five 4x4 transposed convolutions, GELU): R^32 -> 3x64x64.
+    "celeba32": dict(
+        make_decoder=lambda dtype: analytic.celeba_conv_decoder(32, seed=0, dtype=dtype), latent_dim=32, opt_in=True,
+        heavy=True,
+    ),
+    # A tanh MLP with a 64-D latent: R^64 -> R^784.
+    "mlp64": dict(
+        make_decoder=lambda dtype: analytic.random_mlp((64, 128, 128, 784), seed=3, dtype=dtype), latent_dim=64,
+        opt_in=True, heavy=True,
+    ),
 }
 
 CASES = {case.id: case for case in (Case(name, dtype=dtype, **fields) for name, fields in _BLUEPRINTS.items() for dtype in DTYPES)}
 
 
-def case_params(*names, dtypes=DTYPES, slow_float32=False):
-    """``pytest.param``s of the named cases (all if none) in ``dtypes``, with ids like ``sphere-float64``.
+def case_params(*names, dtypes=DTYPES, slow_float32=False, slow_heavy=True):
+    """``pytest.param``s of the named cases (all but the opt-in ones if none) in ``dtypes``, with ids like ``sphere-float64``.
 
     ``slow_float32`` marks the float32 variants ``slow``: for tests whose
     float64 run already guards the code path and whose float32 run is long.
+    ``slow_heavy`` marks the heavy cases ``slow``.
     """
     params = []
     for case in CASES.values():
-        if (names and case.name not in names) or case.dtype not in dtypes:
+        if (names and case.name not in names) or (not names and case.opt_in) or case.dtype not in dtypes:
             continue
-        marks = [pytest.mark.slow] if slow_float32 and case.dtype == torch.float32 else []
+        slow = (slow_float32 and case.dtype == torch.float32) or (slow_heavy and case.heavy)
+        marks = [pytest.mark.slow] if slow else []
         params.append(pytest.param(case, id=case.id, marks=marks))
     return params
 
