@@ -155,7 +155,7 @@ def second_order_term(decoder, path, weights, *, every_node=False):
     return (n_nodes - 1) * out
 
 
-def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order):
+def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order, ftol=0.0):
     """Minimise the discrete energy over interior nodes: damped Newton, batched.
 
     Each iteration factorises ``H + lambda s I`` (``s`` the Gauss-Newton
@@ -183,6 +183,11 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     max_iter : int
     second_order : bool
         Newton (exact Hessian) rather than Gauss-Newton.
+    ftol : float
+        A pair also converged when a step is accepted and lowers the energy
+        by at most ``ftol`` times the energy: the test for
+        piecewise-linear decoders, whose piecewise-quadratic energy lets
+        Newton's steps hop between linear regions without shrinking.
 
     Returns
     -------
@@ -228,6 +233,9 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             trial_energy = gs.where(usable, discrete_energy(trial_decoded, trial, eps), float("inf"))
             near_newton = lam <= NEAR_NEWTON_DAMPING
             small = usable & (step_size <= xtol[rows]) & near_newton
+            if ftol:
+                flat = usable & (trial_energy <= energy[rows]) & (energy[rows] - trial_energy <= ftol * energy[rows])
+                small = small | flat
             # A relative slack of 1e-12 keeps rounding from blocking the last steps.
             accept = usable & (trial_energy <= energy[rows] * (1 + 1e-12))
             take = gs.where(accept)[0]

@@ -5,7 +5,10 @@ the end point (:mod:`.correction`), quasi-Newton iterations with Broyden
 updates make ``exp(log(z_1, z_0), z_0) = z_1`` hold for the metric's own
 ``exp``. Each iteration is one batched ``exp`` call on the pairs not yet
 converged. Pairs where ``exp`` fails are isolated (:func:`guarded_exp`) and
-left unconverged; the other pairs are unaffected.
+left unconverged; the other pairs are unaffected. A pair whose ``exp`` did not
+meet its own error tolerance (its ``converged`` flag, where the solver reports
+one) is not converged either, however small its residual: the residual of an
+inaccurate ``exp`` says nothing about the geodesic.
 """
 
 import logging
@@ -29,16 +32,32 @@ class Shooting(NamedTuple):
 
 
 def quiet_exp(exp):
-    """``exp`` without convergence warnings, for the many calls of one shooting.
+    """``exp`` without convergence warnings, with its convergence flags, for the many calls of one shooting.
 
     A metric's bound ``exp`` whose ``exp_solver`` has a non-warning ``solve``
     (:class:`~geomstats_pullback.geodesics.exp.GeodesicIVPSolver`) is
-    replaced by it; other callables are returned unchanged.
+    replaced by it; other callables are taken as always accurate.
+
+    Returns
+    -------
+    exp_with_flags : callable
+        ``(tangent_vec [A, d], base_point [A, d]) -> [A, d + 1]``: end points,
+        then 1 where ``exp`` met its tolerance and 0 where not.
     """
     solver = getattr(getattr(exp, "__self__", None), "exp_solver", None)
     if callable(getattr(solver, "solve", None)):
-        return lambda tangent_vec, base_point: solver.solve(tangent_vec, base_point).end_point
-    return exp
+
+        def flagged(tangent_vec, base_point):
+            result = solver.solve(tangent_vec, base_point)
+            return gs.concatenate([result.end_point, gs.cast(result.converged, result.end_point.dtype)[:, None]], -1)
+
+        return flagged
+    return lambda tangent_vec, base_point: _with_flag(exp(tangent_vec, base_point))
+
+
+def _with_flag(end_point):
+    """``[A, d] -> [A, d + 1]``: an accurate ``exp``'s end points, flagged 1."""
+    return gs.concatenate([end_point, gs.ones_like(end_point[:, :1])], -1)
 
 
 def guarded_exp(exp, tangent_vec, base_point):
@@ -48,17 +67,25 @@ def guarded_exp(exp, tangent_vec, base_point):
     split in halves until the failing pairs are alone; their end points come
     back as NaN.
 
+    Parameters
+    ----------
+    exp : callable
+        From :func:`quiet_exp`: end points and convergence flags ``[B, d + 1]``.
+
     Returns
     -------
     end_point : [B, d]
     ok : [B] bool
+    accurate : [B] bool
+        ``ok`` and ``exp`` met its own error tolerance.
     """
-    end_point, ok = isolate_failures(
+    flagged, ok = isolate_failures(
         exp, [tangent_vec, base_point], (FloatingPointError, RankDeficientJacobianError),
-        lambda n: gs.zeros((n,) + tangent_vec.shape[1:], dtype=tangent_vec.dtype) * float("nan"),
+        lambda n: gs.zeros((n, tangent_vec.shape[1] + 1), dtype=tangent_vec.dtype) * float("nan"),
     )
+    end_point = flagged[:, :-1]
     ok = ok & ~gs.any(gs.isnan(end_point), axis=-1) & gs.all(gs.abs(end_point) < float("inf"), axis=-1)
-    return end_point, ok
+    return end_point, ok, ok & (flagged[:, -1] > 0.5)
 
 
 def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter):
@@ -106,7 +133,7 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
         if active.shape[0] == 0:
             break
         n_calls += 1
-        reached, ok = guarded_exp(exp, trial[active], start[active])
+        reached, ok, accurate = guarded_exp(exp, trial[active], start[active])
         error = gs.where(ok[:, None], reached - end[active], gs.zeros_like(reached))  # [A, d]
         norm = gs.where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
         if logger.isEnabledFor(logging.DEBUG):
@@ -135,7 +162,7 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
         best = scatter(best, rows, trial[rows])
         best_error = scatter(best_error, rows, error[keep])
         residual = scatter(residual, rows, norm[keep])
-        converged = scatter(converged, rows, norm[keep] <= threshold[rows])
+        converged = scatter(converged, rows, (norm[keep] <= threshold[rows]) & accurate[keep])
         # Next trial: a quasi-Newton step from the best point, or half the failed step.
         newton = best[active] - gs.einsum("bij,bj->bi", inverse_jac[active], best_error[active])
         halved = (best[active] + trial[active]) / 2
