@@ -49,8 +49,8 @@ length. On smooth decoders ``method="discrete"`` is the fourth-order
 discrete geodesic above, without shooting.
 
 Whatever the method, the result is never longer than the straight latent
-line: its length (data-space polygons on ``n_nodes`` and ``2 n_nodes - 1``
-nodes, Richardson-extrapolated) is compared with the distance found, and
+line: its length (data-space polygons on ``4N + 1`` and ``8N + 1`` nodes,
+Richardson-extrapolated; decoder calls only) is compared with the distance found, and
 where the line is shorter by more than the tolerance it is returned instead
 (``straight_line`` in the result; such a pair is not converged with shooting,
 as ``exp(log)`` then misses ``point``).
@@ -97,6 +97,8 @@ DEFAULT_LENGTH_RTOL = 1e-3
 ENERGY_FTOL_FACTOR = 1e-3
 #: Smallest relative margin by which the straight line must be shorter to replace a geodesic.
 LINE_MARGIN = 1e-6
+#: The straight line's length is measured on polygons of this many times ``N`` segments, and twice as many.
+LINE_REFINEMENT = 4
 
 
 def _precision(decoder):
@@ -497,11 +499,12 @@ class GeodesicBVPSolver(LogSolver):
         )
 
     def _line_length(self, start, end):
-        """Data-space length of the straight latent lines ``[B]``: polygons on ``n`` and ``2n - 1`` nodes, extrapolated."""
+        """Data-space length of the straight latent lines ``[B]``: polygons on ``4N + 1`` and ``8N + 1`` nodes, extrapolated."""
         decoder = self._space.decoder
         eps = self._space.metric.eps
-        coarse = _polygon_length(decoder, eps, straight_lines(start, end, self.n_nodes))
-        fine = _polygon_length(decoder, eps, straight_lines(start, end, 2 * self.n_nodes - 1))
+        n_seg = LINE_REFINEMENT * (self.n_nodes - 1)
+        coarse = _polygon_length(decoder, eps, straight_lines(start, end, n_seg + 1))
+        fine = _polygon_length(decoder, eps, straight_lines(start, end, 2 * n_seg + 1))
         return fine + (fine - coarse) / 3
 
     def _refined_stage(self, end, start, idx, separation, initial_path):
