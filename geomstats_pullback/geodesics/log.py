@@ -41,8 +41,8 @@ energy*, and its length the limit of their discrete lengths
 ``method="auto"`` for such decoders) minimises the discrete energy by Newton's
 method (no fourth-order correction: it assumes a smooth decoder), doubles
 the number of segments from ``n_nodes - 1`` up to ``max_refinements`` times,
-and a pair converged when ``|L_{2N} - L_N| <= length_rtol * L_{2N}``
-(discrete lengths converge at first order in ``1/N`` on piecewise-linear
+and a pair converged when ``|L_{2N} - L_N| <= length_rtol * L_{2N}`` for the
+last two doublings (coarse levels below ``n_nodes - 1`` count; discrete lengths converge at first order in ``1/N`` on piecewise-linear
 decoders, at second order on ELU). Its ``log`` points along the first
 segment of the finest path, with metric norm ``L``: ``dist`` is the discrete
 length. On smooth decoders ``method="discrete"`` is the fourth-order
@@ -184,7 +184,7 @@ class GeodesicBVPSolver(LogSolver):
     length_rtol : float
         Convergence test of ``method="discrete"`` on non-smooth decoders:
         relative change of the discrete length between ``N`` and ``2N``
-        segments.
+        segments, met by the last two grid doublings.
     max_refinements : int
         Grid doublings beyond ``n_nodes - 1`` segments allowed to meet
         ``length_rtol`` (each doubles the cost of a Newton iteration).
@@ -531,6 +531,7 @@ class GeodesicBVPSolver(LogSolver):
         active = idx  # rows of the pairs still refined; ``path`` holds their paths only
         path = path[active]
         previous = None
+        previous_change = float("inf") * gs.ones(active.shape[0], dtype=start.dtype)  # relative
         n_iter = 0
         while active.shape[0]:
             xtol = FINE_XTOL * separation[active] + XTOL_FLOOR * (1 + gs.linalg.norm(end[active], axis=-1))
@@ -541,20 +542,21 @@ class GeodesicBVPSolver(LogSolver):
             damping = scatter(damping, active, result.damping)
             path = result.path
             current = _polygon_length(decoder, eps, path, result.decoded)
+            change = gs.abs(current - previous) if previous is not None else float("inf") * current
+            relative_change = change / gs.where(current > 0, current, 1.0)
             if level >= n_seg:
                 stride = level // n_seg
                 out_path = scatter(out_path, active, path[:, ::stride])
                 length = scatter(length, active, current)
                 first_step = scatter(first_step, active, level * (path[:, 1] - path[:, 0]))
-                if previous is not None:
-                    change = gs.abs(current - previous)
-                    length_error = scatter(length_error, active, change)
-                    done = result.converged & (change <= self.length_rtol * current)
-                    converged = scatter(converged, active, done)
+                length_error = scatter(length_error, active, change)
+                settled = (relative_change <= self.length_rtol) & (previous_change <= self.length_rtol)
+                converged = scatter(converged, active, result.converged & settled)
             if level >= n_seg * 2**self.max_refinements:
                 break
             keep = ~converged[active]
             active, path, previous = active[keep], refine(path[keep]), current[keep]
+            previous_change = relative_change[keep]
             level *= 2
         return _RefinedStage(out_path, converged, length, length_error, first_step, n_iter)
 
