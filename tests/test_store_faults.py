@@ -198,6 +198,7 @@ def test_damaged_store_gives_the_same_matrix_or_refuses(fault, finished, foreign
 def test_interrupted_store_publishes_no_matrix(tmp_path, monkeypatch):
     """Ctrl-C at the second block: no dist.npy, no temporary file left, no lock; the resumed matrix is the same."""
     metric = mlp_metric()
+    metric.log_solver.method = "discrete"  # pairwise_distances' default: the patched solve below is its own
     solve, calls = metric.log_solver.solve, []
 
     def interrupted(point, base_point):

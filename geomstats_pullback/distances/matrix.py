@@ -17,6 +17,7 @@ segments) and the refined minimiser of the discrete energy on non-smooth ones
 solver's own method (shooting on smooth decoders).
 """
 
+import copy
 from typing import NamedTuple
 
 import numpy as np
@@ -148,13 +149,11 @@ def pairwise_distances(
     """
     X, Y, same = check_points(metric, X, Y, block_size)
     n, m = len(X), len(Y)
-    method = "discrete" if not shooting and isinstance(metric.log_solver, GeodesicBVPSolver) else None
+    metric = metric if shooting else _discrete(metric)
     if out is None:
         check_decoder_id(decoder_id)
         dist, converged = np.zeros((n, m)), _unconverged(n, m, same)
-        stats = _compute(
-            metric, X, Y, same, block_size, dist, converged, store=None, client=client, progress=progress, method=method
-        )
+        stats = _compute(metric, X, Y, same, block_size, dist, converged, store=None, client=client, progress=progress)
         warn_unconverged_pairs(converged, "pairs")
         return PairwiseDistances(dist, converged, stats)
 
@@ -178,8 +177,7 @@ def pairwise_distances(
             np.fill_diagonal(converged, True)
         try:
             stats = _compute(
-                metric, X, Y, same, block_size, dist, converged, store=store, client=client, progress=progress,
-                method=method,
+                metric, X, Y, same, block_size, dist, converged, store=store, client=client, progress=progress
             )
             store.publish(dist_path, dist, "dist.npy")
             store.publish(converged_path, converged, "converged.npy")
@@ -194,6 +192,18 @@ def pairwise_distances(
     return PairwiseDistances(dist, converged, stats)
 
 
+def _discrete(metric):
+    """``metric``, or a shallow copy whose :class:`GeodesicBVPSolver` copy runs ``method="discrete"``."""
+    solver = metric.log_solver
+    if not isinstance(solver, GeodesicBVPSolver) or solver.method == "discrete":
+        return metric
+    solver = copy.copy(solver)
+    solver.method = "discrete"
+    metric = copy.copy(metric)
+    metric.log_solver = solver
+    return metric
+
+
 def _unconverged(n, m, same):
     """Flags before any block is solved: False, but True on the diagonal of a symmetric matrix (0, exact)."""
     converged = np.zeros((n, m), dtype=bool)
@@ -202,7 +212,7 @@ def _unconverged(n, m, same):
     return converged
 
 
-def _compute(metric, X, Y, same, block_size, dist, converged, *, store, client, progress, method):
+def _compute(metric, X, Y, same, block_size, dist, converged, *, store, client, progress):
     """Fill ``dist`` and ``converged`` ``[n, m]`` block by block; returns the run's statistics."""
     blocks, n_blocks = _matrix_blocks(len(X), len(Y), block_size, same)
 
@@ -213,6 +223,4 @@ def _compute(metric, X, Y, same, block_size, dist, converged, *, store, client, 
         if same:
             dist[cols, rows], converged[cols, rows] = block_dist, block_converged
 
-    return run_blocks(
-        metric, X, Y, blocks, n_blocks, collect, store=store, client=client, progress=progress, method=method
-    )
+    return run_blocks(metric, X, Y, blocks, n_blocks, collect, store=store, client=client, progress=progress)

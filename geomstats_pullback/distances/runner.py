@@ -102,7 +102,7 @@ def pair_indices(pairs, n_rows, n_cols):
     return pairs
 
 
-def solve_block(metric, x, y, pairs, method=None):
+def solve_block(metric, x, y, pairs):
     """Geodesic distances of a block's pairs in one batched solver call.
 
     Runs in this process or on a Dask worker.
@@ -116,8 +116,6 @@ def solve_block(metric, x, y, pairs, method=None):
         End points of the block.
     pairs : None, "upper" or tuple of ndarray
         Which ``(x[r], y[c])`` pairs (see :func:`pair_indices`).
-    method : {"shooting", "discrete"}, optional
-        Passed to the log solver's ``solve``; default: its own method.
 
     Returns
     -------
@@ -132,8 +130,7 @@ def solve_block(metric, x, y, pairs, method=None):
     if len(rows) == 0:
         return np.zeros(0), np.ones(0, dtype=bool), time.perf_counter() - start
     base_point, point = gs.array(x[rows]), gs.array(y[cols])  # [P, dim]
-    kwargs = {} if method is None else {"method": method}
-    result = metric.log_solver.solve(point, base_point, **kwargs)
+    result = metric.log_solver.solve(point, base_point)
     dist = metric.norm(result.tangent_vec, base_point)
     dist = np.asarray(gs.to_numpy(dist), dtype=np.float64)
     converged = np.asarray(gs.to_numpy(result.converged), dtype=bool)
@@ -198,7 +195,7 @@ def warn_unconverged_pairs(converged, what):
         warn_unconverged(logger, message, stacklevel=3)
 
 
-def run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progress, method=None):
+def run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progress):
     """Compute the blocks missing from the store; pass every block to ``collect``.
 
     Parameters
@@ -219,8 +216,6 @@ def run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progre
         None: solve in this process.
     progress : bool
         Show a progress bar.
-    method : {"shooting", "discrete"}, optional
-        The log solver's method for every block (:func:`solve_block`).
 
     Returns
     -------
@@ -252,14 +247,14 @@ def run_blocks(metric, X, Y, blocks, n_blocks, collect, *, store, client, progre
 
         if client is None:
             for block in missing():
-                finish(block, *solve_block(metric, X[block.rows], Y[block.cols], block.pairs, method))
+                finish(block, *solve_block(metric, X[block.rows], Y[block.cols], block.pairs))
         else:
-            _run_on_dask(client, metric, X, Y, missing(), finish, method)
+            _run_on_dask(client, metric, X, Y, missing(), finish)
 
     return BlockRunStats(n_blocks=n_blocks, wall_seconds=time.perf_counter() - start, **totals)
 
 
-def _run_on_dask(client, metric, X, Y, blocks, finish, method):
+def _run_on_dask(client, metric, X, Y, blocks, finish):
     """Run blocks as Dask tasks, a few per worker thread in flight at a time."""
     from distributed import as_completed  # lazy: Dask is an optional dependency
 
@@ -270,7 +265,7 @@ def _run_on_dask(client, metric, X, Y, blocks, finish, method):
 
     def submit(block):
         future = client.submit(
-            solve_block, metric_future, X[block.rows], Y[block.cols], block.pairs, method,
+            solve_block, metric_future, X[block.rows], Y[block.cols], block.pairs,
             key=f"{run}-{'-'.join(map(str, block.key))}", pure=False,
         )
         in_flight[future.key] = future, block
