@@ -19,9 +19,11 @@ two stages, each in a module of its own:
    it (use it for distances, where the fourth-order discrete length suffices).
 
 A pair converged when ``|exp(v, z_0) - z_1| <= tol * |z_1 - z_0|`` (plus a
-rounding allowance), latent norms. Without shooting, ``log`` is the discrete
-estimate, "converged" means that Newton's method on the discrete energy
-converged, and the residual is not measured (NaN).
+rounding allowance), latent norms, and ``exp`` met its own error tolerance
+there (:mod:`.shooting`). Without shooting, ``log`` is the discrete estimate,
+"converged" means that Newton's method on the discrete energy converged (and,
+on a non-smooth decoder, that the length settled under grid refinement, see
+below), and the residual is not measured (NaN).
 
 Pairs where ``exp`` fails (NaN, a singular metric along the way, as in a
 chart's singular point) are isolated and flagged as not converged; the other
