@@ -78,7 +78,7 @@ def copy_store(store, tmp_path, complete=True):
 def test_sphere_matrix_matches_geomstats_sphere_and_metric_dist():
     X, result = sphere_x(), sphere_reference()
     # The default discrete geodesic on 8 segments (fourth order); with shooting, 1e-5 (ragged blocks test).
-    np.testing.assert_allclose(result.dist, great_circle(X, X), atol=1e-2)
+    np.testing.assert_allclose(result.dist, great_circle(X, X), atol=2e-2)
     np.testing.assert_allclose(result.dist, batched_dist(sphere_metric(), X), rtol=1e-5, atol=1e-8)
     np.testing.assert_array_equal(result.dist, result.dist.T)
     np.testing.assert_array_equal(np.diag(result.dist), 0.0)
@@ -162,7 +162,7 @@ def test_killed_process_resumes_bit_for_bit(tmp_path):
         sys.path.insert(0, {str(TESTS)!r})
         import geomstats_pullback as gp
         from _distance_cases import SPHERE_BLOCK, Gate, sphere_metric, sphere_x
-        metric = sphere_metric()
+        metric = sphere_metric(method="discrete")  # pairwise_distances' default: the gated solve is its own
         metric.log_solver.solve = Gate(metric.log_solver.solve, {str(gate)!r}).solve
         gp.pairwise_distances(metric, sphere_x(), block_size=SPHERE_BLOCK, out={str(store)!r}, progress=False)
     """)

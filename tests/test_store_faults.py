@@ -259,6 +259,7 @@ def _gated_run(store, gate, k):
         from _distance_cases import MLP_BLOCK, Gate, mlp_metric, mlp_x
         torch.set_num_threads(1)  # as the tests (conftest): the last bit of a reduction depends on it
         metric = mlp_metric()
+        metric.log_solver.method = "discrete"  # pairwise_distances' default: the gated solve is its own
         metric.log_solver.solve = Gate(metric.log_solver.solve, {str(gate)!r}, k={k}).solve
         gp.pairwise_distances(metric, mlp_x(), block_size=MLP_BLOCK, out={str(store)!r}, progress=False)
     """)
