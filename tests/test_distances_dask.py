@@ -109,7 +109,7 @@ def test_killed_worker_loses_no_block(client, tmp_path):
     """SIGKILL of a worker that holds a block in flight (at a gate): the block is recomputed elsewhere."""
     store, gate = tmp_path / "store", tmp_path / "gate"
     gate.mkdir()
-    metric = sphere_metric()
+    metric = sphere_metric(method="discrete")  # pairwise_distances' default: the gated solve is its own
     metric.log_solver = Gate(metric.log_solver.solve, gate)
     outcome = {}
 

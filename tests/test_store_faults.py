@@ -198,6 +198,7 @@ def test_damaged_store_gives_the_same_matrix_or_refuses(fault, finished, foreign
 def test_interrupted_store_publishes_no_matrix(tmp_path, monkeypatch):
     """Ctrl-C at the second block: no dist.npy, no temporary file left, no lock; the resumed matrix is the same."""
     metric = mlp_metric()
+    metric.log_solver.method = "discrete"  # pairwise_distances' default: the patched solve below is its own
     solve, calls = metric.log_solver.solve, []
 
     def interrupted(point, base_point):
@@ -258,6 +259,7 @@ def _gated_run(store, gate, k):
         from _distance_cases import MLP_BLOCK, Gate, mlp_metric, mlp_x
         torch.set_num_threads(1)  # as the tests (conftest): the last bit of a reduction depends on it
         metric = mlp_metric()
+        metric.log_solver.method = "discrete"  # pairwise_distances' default: the gated solve is its own
         metric.log_solver.solve = Gate(metric.log_solver.solve, {str(gate)!r}, k={k}).solve
         gp.pairwise_distances(metric, mlp_x(), block_size=MLP_BLOCK, out={str(store)!r}, progress=False)
     """)

@@ -87,6 +87,11 @@ def configure_parser(parser):
         help="a name you promise identifies the decoder, for a decoder whose state cannot be fingerprinted "
         "(the store then trusts it)",
     )
+    parser.add_argument(
+        "--shooting",
+        action="store_true",
+        help="refine each geodesic by shooting (default: the discrete geodesic, enough for distances)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -190,7 +195,8 @@ def _run(args):
             f"{_first_line(error)}"
         ) from error
     kwargs = {
-        "block_size": args.block_size, "out": args.out, "progress": not args.no_progress, "decoder_id": args.decoder_id
+        "block_size": args.block_size, "out": args.out, "progress": not args.no_progress, "decoder_id": args.decoder_id,
+        "shooting": args.shooting,
     }
     if args.scheduler is None:
         result = pairwise_distances(space.metric, codes, **kwargs)
@@ -210,6 +216,7 @@ def _run(args):
         "store": str(args.out),
         "scheduler": args.scheduler,
         "block_size": args.block_size,
+        "shooting": args.shooting,
         "n_blocks": stats.n_blocks,
         "n_computed_blocks": stats.n_computed,
         "n_pairs_solved": stats.n_pairs,

@@ -161,7 +161,7 @@ def second_order_term(decoder, path, weights, *, every_node=False):
     return (n_nodes - 1) * out
 
 
-def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order, density=None):
+def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_order, density=None, ftol=0.0):
     """Minimise the discrete energy over interior nodes: damped Newton, batched.
 
     Each iteration factorises ``H + lambda s I`` (``s`` the Gauss-Newton
@@ -192,6 +192,11 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     density : DensityPenalty, optional
         Minimise :func:`objective` with this penalty (likely geodesics,
         :mod:`.density`): its gradient and diagonal blocks join the system.
+    ftol : float
+        A pair also converged when a step is accepted and lowers the energy
+        by at most ``ftol`` times the energy: the test for
+        piecewise-linear decoders, whose piecewise-quadratic energy lets
+        Newton's steps hop between linear regions without shrinking.
 
     Returns
     -------
@@ -240,6 +245,9 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             trial_energy = gs.where(usable, objective(trial_decoded, trial, eps, density), float("inf"))
             near_newton = lam <= NEAR_NEWTON_DAMPING
             small = usable & (step_size <= xtol[rows]) & near_newton
+            if ftol:
+                flat = usable & (trial_energy <= energy[rows]) & (energy[rows] - trial_energy <= ftol * energy[rows])
+                small = small | flat
             # A relative slack of 1e-12 keeps rounding from blocking the last steps.
             accept = usable & (trial_energy <= energy[rows] * (1 + 1e-12))
             take = gs.where(accept)[0]

@@ -23,6 +23,16 @@ geodesic plus the latent distance travelled. With ``adaptive=True`` each pair
 gets its own step sizes instead
 (:class:`~geomstats_pullback.integrators.AdaptiveRK8Integrator`), and is
 flagged only if it needs more than ``max_steps`` steps.
+
+Decoders that are not twice differentiable (ReLU, LeakyReLU, ELU,
+max-pooling; :func:`~geomstats_pullback.smoothness.is_smooth`): the geodesic
+equation needs ``f''``, which is zero almost everywhere on a piecewise-linear
+decoder, so the integrator follows straight latent lines through the kinks
+where the true (discrete-energy) geodesic bends, and its error estimate,
+blind to them, cannot control the error. Every pair is then flagged
+(``converged`` False, a warning from :meth:`GeodesicIVPSolver.exp`); the
+error estimate is still returned, as that of the integration of the
+equation where it holds.
 """
 
 import logging
@@ -36,6 +46,7 @@ from geomstats_pullback._validation import as_latent, broadcast_batch, warn_unco
 from geomstats_pullback.compiled import compiled_geodesic_rhs
 from geomstats_pullback.integrators import AdaptiveRK8Integrator, RK8Integrator, default_rtol
 from geomstats_pullback.kernels import geodesic_rhs, require_full_rank_at
+from geomstats_pullback.smoothness import is_smooth
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +197,8 @@ class GeodesicIVPSolver(ExpODESolver):
             converged = gs.ones(n_pairs, dtype=bool)
             n_steps = getattr(self.integrator, "n_steps", 0) * gs.ones(n_pairs, dtype=gs.int64)
             n_evaluations = int(getattr(ode, "nfev", 0)) * gs.ones(n_pairs, dtype=gs.int64)
+        if not is_smooth(decoder):
+            converged = gs.zeros(n_pairs, dtype=bool)
         reached = ~gs.any(gs.isnan(end), axis=-1)
         if bool(gs.any(reached)):
             require_full_rank_at(decoder, end[reached], eps=eps, rank_rtol=rank_rtol)
@@ -221,14 +234,21 @@ class GeodesicIVPSolver(ExpODESolver):
         -----
         ConvergenceWarning
             If the error estimate of some pair exceeds the tolerance, or
-            adaptive stepping gave up on it (also logged; not with
-            ``warn=False``); see :attr:`result_`.
+            adaptive stepping gave up on it, or the decoder is not twice
+            differentiable (also logged; not with ``warn=False``); see
+            :attr:`result_`.
         """
         result = self.solve(tangent_vec, base_point)
         converged = result.converged
         n_failed = int(gs.sum(gs.cast(~converged, gs.int64)))
         if n_failed and self.warn:
-            if isinstance(self.integrator, AdaptiveRK8Integrator):
+            if not is_smooth(self._space.metric.decoder):
+                how = (
+                    "the decoder is not twice differentiable (geomstats_pullback.smoothness): the geodesic "
+                    "equation does not hold across the kinks of its activations and the step error cannot be "
+                    "controlled; use metric.log / metric.geodesic(..., end_point=...) (discrete energy) instead"
+                )
+            elif isinstance(self.integrator, AdaptiveRK8Integrator):
                 how = f"adaptive steps gave up after max_steps={self.integrator.max_steps}; their end points are NaN"
             else:
                 worst = float(gs.amax(gs.where(converged, 0.0, result.error_estimate)))

@@ -19,9 +19,11 @@ two stages, each in a module of its own:
    it (use it for distances, where the fourth-order discrete length suffices).
 
 A pair converged when ``|exp(v, z_0) - z_1| <= tol * |z_1 - z_0|`` (plus a
-rounding allowance), latent norms. Without shooting, ``log`` is the discrete
-estimate, "converged" means that Newton's method on the discrete energy
-converged, and the residual is not measured (NaN).
+rounding allowance), latent norms, and ``exp`` met its own error tolerance
+there (:mod:`.shooting`). Without shooting, ``log`` is the discrete estimate,
+"converged" means that Newton's method on the discrete energy converged (and,
+on a non-smooth decoder, that the length settled under grid refinement, see
+below), and the residual is not measured (NaN).
 
 Pairs where ``exp`` fails (NaN, a singular metric along the way, as in a
 chart's singular point) are isolated and flagged as not converged; the other
@@ -38,6 +40,30 @@ fourth-order correction nor shooting applies: ``path`` is the discrete
 minimiser (``O(1/N^2)``), ``tangent_vec`` its initial velocity, ``residual``
 NaN. ``density_weight=0`` gives the geodesic, exactly as without ``density``.
 
+**Decoders that are not twice differentiable** (ReLU, LeakyReLU, ELU,
+max-pooling: :mod:`geomstats_pullback.smoothness`) have no geodesic
+equation to shoot with: ``f''`` is zero almost everywhere, or undefined, and
+the metric is piecewise constant or merely continuous. There a geodesic is
+*the limit, as the grid is refined, of the minimisers of the discrete path
+energy*, and its length the limit of their discrete lengths
+``L_N = sum_i |f(z_{i+1}) - f(z_i)|``. ``method="discrete"`` (chosen by
+``method="auto"`` for such decoders) minimises the discrete energy by Newton's
+method (no fourth-order correction: it assumes a smooth decoder), doubles
+the number of segments from ``n_nodes - 1`` up to ``max_refinements`` times,
+and a pair converged when ``|L_{2N} - L_N| <= length_rtol * L_{2N}`` for the
+last two doublings (coarse levels below ``n_nodes - 1`` count; discrete lengths converge at first order in ``1/N`` on piecewise-linear
+decoders, at second order on ELU). Its ``log`` points along the first
+segment of the finest path, with metric norm ``L``: ``dist`` is the discrete
+length. On smooth decoders ``method="discrete"`` is the fourth-order
+discrete geodesic above, without shooting.
+
+Whatever the method, the result is never longer than the straight latent
+line: its length (data-space polygons on ``4N + 1`` and ``8N + 1`` nodes,
+Richardson-extrapolated; decoder calls only) is compared with the distance found, and
+where the line is shorter by more than the tolerance it is returned instead
+(``straight_line`` in the result; such a pair is not converged with shooting,
+as ``exp(log)`` then misses ``point``).
+
 Hard problems (far-apart points, decoders with holes, as stochastic decoders
 have) may need a better start than the straight latent line: pass ``init``, a
 set of latent points (e.g. a data set's codes); the start is then the shortest
@@ -45,7 +71,7 @@ path in their k-nearest-neighbour graph (:mod:`.graph_init`).
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import geomstats.backend as gs
@@ -62,7 +88,8 @@ from geomstats_pullback.geodesics.discrete import discrete_geodesic
 from geomstats_pullback.geodesics.graph_init import graph_paths
 from geomstats_pullback.geodesics.shooting import shoot
 from geomstats_pullback.geodesics.stencils import initial_velocity, refine
-from geomstats_pullback.paths import straight_lines
+from geomstats_pullback.paths import decode_nodes, straight_lines
+from geomstats_pullback.smoothness import is_smooth
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +100,15 @@ COARSE_XTOL = 1e-3  # Newton step tolerance on coarse levels, relative to |point
 FINE_XTOL = 1e-4  # on the last level, before the fourth-order correction
 XTOL_FLOOR = 1e-10  # Newton steps below this (times 1 + |point|) are rounding
 MAX_JACOBIAN_ENTRIES = 2**26  # pairs are solved in chunks whose path Jacobians fit this many floats
+METHODS = ("auto", "shooting", "discrete")
+#: Default ``length_rtol``: relative change of the discrete length under grid refinement (non-smooth decoders).
+DEFAULT_LENGTH_RTOL = 1e-3
+#: Newton's energy test on non-smooth decoders, relative to ``length_rtol``.
+ENERGY_FTOL_FACTOR = 1e-3
+#: Smallest relative margin by which the straight line must be shorter to replace a geodesic.
+LINE_MARGIN = 1e-6
+#: The straight line's length is measured on polygons of this many times ``N`` segments, and twice as many.
+LINE_REFINEMENT = 4
 
 
 def _precision(decoder):
@@ -103,6 +139,16 @@ class GeodesicBVPResult:
         steps included) plus shooting iterations.
     n_exp : int
         Batched ``exp`` calls made (shooting iterations and final check).
+    length : array-like, shape=[...]
+        The distance: ``|tangent_vec|`` in the metric at ``base_point``
+        (with a density term: the data-space length of ``path``).
+    length_error : array-like, shape=[...]
+        ``|L_{2N} - L_N|``, the change of the discrete length under the last
+        grid refinement (``method="discrete"`` on a non-smooth decoder); NaN
+        where not measured.
+    straight_line : array-like, shape=[...], bool
+        Where the straight latent line was shorter than the geodesic found
+        and was returned instead.
     """
 
     tangent_vec: object
@@ -111,6 +157,9 @@ class GeodesicBVPResult:
     residual: object
     n_iter: int
     n_exp: int
+    length: object = None
+    length_error: object = None
+    straight_line: object = None
 
 
 class GeodesicBVPSolver(LogSolver):
@@ -130,10 +179,26 @@ class GeodesicBVPSolver(LogSolver):
     tol : float, optional
         Relative tolerance on ``|exp(log) - point| / |point - base_point|``.
         Default: ``1e-7`` for float64 decoders, ``1e-4`` for float32 ones.
-    shooting : bool
-        Refine the discrete estimate by shooting. Without it, no ``exp`` is
-        called, ``log`` has a relative error ``O(1/N^4)`` (``bench_log.py``
-        measures it) and ``exp(log)`` does not return exactly to ``point``.
+    method : {"auto", "shooting", "discrete"}
+        ``"shooting"``: the fourth-order discrete geodesic, refined by
+        shooting (``exp(log) = point`` to ``tol``; needs a decoder twice
+        differentiable). ``"discrete"``: no ``exp`` is called; on a smooth
+        decoder ``log`` is the fourth-order discrete estimate, with a relative
+        error ``O(1/N^4)`` (``bench_log.py`` measures it), on a non-smooth one
+        the discrete energy's minimiser under grid refinement (module
+        docstring). ``"auto"`` (default): ``"shooting"`` if
+        :func:`~geomstats_pullback.smoothness.is_smooth` says the decoder is
+        twice differentiable, else ``"discrete"``.
+    shooting : bool, optional
+        ``True`` is ``method="shooting"``, ``False`` ``method="discrete"``;
+        overrides ``method``. Also an attribute (``solver.shooting = False``).
+    length_rtol : float
+        Convergence test of ``method="discrete"`` on non-smooth decoders:
+        relative change of the discrete length between ``N`` and ``2N``
+        segments, met by the last two grid doublings.
+    max_refinements : int
+        Grid doublings beyond ``n_nodes - 1`` segments allowed to meet
+        ``length_rtol`` (each doubles the cost of a Newton iteration).
     init : array-like, shape=[n_points, dim], optional
         Latent points whose k-nearest-neighbour graph gives the initial paths
         (shortest paths, data-space edge lengths). Default: straight lines.
@@ -171,7 +236,10 @@ class GeodesicBVPSolver(LogSolver):
         max_iter=30,
         max_shooting_iter=8,
         tol=None,
-        shooting=True,
+        method="auto",
+        shooting=None,
+        length_rtol=DEFAULT_LENGTH_RTOL,
+        max_refinements=4,
         init=None,
         n_neighbors=8,
         density=None,
@@ -183,7 +251,13 @@ class GeodesicBVPSolver(LogSolver):
         self.max_iter = check_integer(max_iter, "max_iter", low=0)
         self.max_shooting_iter = check_integer(max_shooting_iter, "max_shooting_iter", low=0)
         self.tol = None if tol is None else check_float(tol, "tol", low=0, strict=True)
-        self.shooting = bool(shooting)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        self.method = method
+        if shooting is not None:
+            self.shooting = shooting
+        self.length_rtol = check_float(length_rtol, "length_rtol", low=0, strict=True)
+        self.max_refinements = check_integer(max_refinements, "max_refinements", low=0)
         self.n_neighbors = check_integer(n_neighbors, "n_neighbors", low=1)
         self.init = init
         self.penalty = None if density is None else DensityPenalty(density, density_weight)
@@ -203,6 +277,22 @@ class GeodesicBVPSolver(LogSolver):
         self._init = points
 
     @property
+    def shooting(self):
+        """Whether ``log`` shoots (:attr:`method_` is ``"shooting"``); settable (sets :attr:`method`)."""
+        return self.method_ == "shooting"
+
+    @shooting.setter
+    def shooting(self, value):
+        self.method = "shooting" if value else "discrete"
+
+    @property
+    def method_(self):
+        """The method in use: :attr:`method`, with ``"auto"`` resolved by the decoder's smoothness."""
+        if self.method != "auto":
+            return self.method
+        return "shooting" if is_smooth(self._space.decoder) else "discrete"
+
+    @property
     def tol_(self):
         """The tolerance in use: ``tol``, or the default for the decoder's precision."""
         if self.tol is not None:
@@ -211,7 +301,7 @@ class GeodesicBVPSolver(LogSolver):
 
     # ------------------------------------------------------------ public API
 
-    def solve(self, point, base_point, *, initial_path=None):
+    def solve(self, point, base_point, *, initial_path=None, method=None):
         """Solve the geodesic boundary value problems, batched.
 
         Parameters
@@ -226,6 +316,8 @@ class GeodesicBVPSolver(LogSolver):
             points moved a little); their end nodes are replaced by
             ``base_point`` and ``point``. Default: straight lines (or the
             graph paths of :attr:`init`), coarse to fine.
+        method : {"shooting", "discrete"}, optional
+            Overrides :attr:`method_` for this call.
 
         Returns
         -------
@@ -248,10 +340,16 @@ class GeodesicBVPSolver(LogSolver):
             if initial_path.ndim < 2 or initial_path.shape[-2] != self.n_nodes:
                 raise ValueError(f"initial_path must have shape {shape}, got {tuple(initial_path.shape)}.")
             initial_path = gs.reshape(gs.broadcast_to(initial_path, shape), (-1, self.n_nodes, dim))
+        method = self.method_ if method is None else method
+        if method not in METHODS[1:]:
+            raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}.")
         if start.shape[0] == 0:
             empty = gs.zeros(batch_shape + (dim,), dtype=start.dtype)
             path = gs.zeros(batch_shape + (self.n_nodes, dim), dtype=start.dtype)
-            result = GeodesicBVPResult(empty, path, gs.ones(batch_shape, dtype=bool), gs.zeros(batch_shape), 0, 0)
+            zeros = gs.zeros(batch_shape)
+            result = GeodesicBVPResult(
+                empty, path, gs.ones(batch_shape, dtype=bool), zeros, 0, 0, zeros, zeros, gs.zeros(batch_shape, dtype=bool)
+            )
             self.result_ = result
             return result
         metric = self._space.metric
@@ -268,6 +366,7 @@ class GeodesicBVPSolver(LogSolver):
                 end[i : i + chunk],
                 start[i : i + chunk],
                 None if initial_path is None else initial_path[i : i + chunk],
+                method,
             )
             for i in range(0, start.shape[0], chunk)
         ]
@@ -279,6 +378,9 @@ class GeodesicBVPSolver(LogSolver):
             residual=gs.reshape(flat.residual, batch_shape),
             n_iter=flat.n_iter,
             n_exp=flat.n_exp,
+            length=gs.reshape(flat.length, batch_shape),
+            length_error=gs.reshape(flat.length_error, batch_shape),
+            straight_line=gs.reshape(flat.straight_line, batch_shape),
         )
         self.result_ = result
         return result
@@ -312,6 +414,12 @@ class GeodesicBVPSolver(LogSolver):
                 how = (
                     f"largest residual |exp(log) - point| = {worst:.3g}, "
                     f"tol {self.tol_:g} relative to |point - base_point|"
+                )
+            elif not is_smooth(self._space.decoder):
+                worst = reported(gs.amax(gs.where(converged, 0.0, result.length_error / result.length)))
+                how = (
+                    f"largest relative change of the discrete length under grid refinement {worst:.3g}, "
+                    f"length_rtol {self.length_rtol:g}; raise max_refinements"
                 )
             else:
                 how = "Newton's method on the discrete energy did not converge"
@@ -347,30 +455,147 @@ class GeodesicBVPSolver(LogSolver):
 
     # ------------------------------------------------------------ algorithm
 
-    def _solve_flat(self, end, start, initial_path=None):
-        """Both stages on flat batches ``[B, d]``; returns a flat GeodesicBVPResult."""
+    def _solve_flat(self, end, start, initial_path, method):
+        """The stages of ``method`` on flat batches ``[B, d]``; returns a flat GeodesicBVPResult."""
         decoder = self._space.decoder
+        metric = self._space.metric
         separation = gs.linalg.norm(end - start, axis=-1)  # [B]
         machine_eps = float(np.finfo(_precision(decoder)).eps)
         threshold = self.tol_ * separation + 100 * machine_eps * (1.0 + gs.linalg.norm(end, axis=-1))
         moving = separation > 0
         idx = gs.where(moving)[0]
-        discrete = self._discrete_stage(end, start, idx, separation, initial_path)
-        tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
-        if self.shooting and not self._likely:
-            exp = self._space.metric.exp
-            shot = shoot(exp, tangent_vec, start, end, idx, discrete.sensitivity, threshold, max_iter=self.max_shooting_iter)
-            n_iter = discrete.n_iter + shot.n_calls
-            return GeodesicBVPResult(shot.tangent_vec, discrete.path, shot.converged, shot.residual, n_iter, shot.n_calls)
-        residual = gs.where(moving, float("nan"), 0.0)  # not measured: no exp call without shooting
-        return GeodesicBVPResult(tangent_vec, discrete.path, discrete.converged | ~moving, residual, discrete.n_iter, 0)
+        not_measured = gs.where(moving, float("nan"), 0.0)
+        length_error = not_measured
+        if self._likely:
+            discrete = self._discrete_stage(end, start, idx, separation, initial_path, False)
+            tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
+            length = _polygon_length(decoder, metric.eps, discrete.path)  # not |tangent_vec|: not a geodesic
+            return GeodesicBVPResult(
+                tangent_vec, discrete.path, discrete.converged | ~moving, not_measured, discrete.n_iter, 0,
+                length, length_error, gs.zeros(moving.shape, dtype=bool),
+            )
+        if method == "discrete" and not is_smooth(decoder):
+            refined = self._refined_stage(end, start, idx, separation, initial_path)
+            path, converged, n_iter = refined.path, refined.converged | ~moving, refined.n_iter
+            direction = refined.first_step  # [B, d]
+            speed = metric.norm(direction, start)
+            scale = gs.where(speed > 0, refined.length / gs.where(speed > 0, speed, 1.0), 0.0)
+            tangent_vec = gs.where(moving[:, None], direction * scale[:, None], 0.0)
+            length_error = gs.where(moving, refined.length_error, 0.0)
+            flat = GeodesicBVPResult(tangent_vec, path, converged, not_measured, n_iter, 0)
+        else:
+            discrete = self._discrete_stage(end, start, idx, separation, initial_path, method == "shooting")
+            tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
+            if method == "shooting":
+                exp = metric.exp
+                shot = shoot(
+                    exp, tangent_vec, start, end, idx, discrete.sensitivity, threshold, max_iter=self.max_shooting_iter
+                )
+                n_iter = discrete.n_iter + shot.n_calls
+                flat = GeodesicBVPResult(
+                    shot.tangent_vec, discrete.path, shot.converged, shot.residual, n_iter, shot.n_calls
+                )
+            else:
+                flat = GeodesicBVPResult(
+                    tangent_vec, discrete.path, discrete.converged | ~moving, not_measured, discrete.n_iter, 0
+                )
+        return self._no_longer_than_the_line(flat, start, end, moving, length_error, method == "shooting")
 
     @property
     def _likely(self):
-        """Whether the density penalty changes the paths (no correction, no shooting)."""
+        """Whether the density penalty changes the paths (no correction, no shooting, no straight-line guard)."""
         return self.penalty is not None and self.penalty.active
 
-    def _discrete_stage(self, end, start, idx, separation, initial_path):
+    def _no_longer_than_the_line(self, flat, start, end, moving, length_error, shooting):
+        """Replace the pairs whose straight latent line is shorter than the distance found; adds the length fields."""
+        metric = self._space.metric
+        length = metric.norm(flat.tangent_vec, start)  # [B]
+        line = self._line_length(start, end)  # [B]
+        margin = max(LINE_MARGIN, self.tol_ if shooting else self.length_rtol)
+        shorter = moving & (line < length * (1 - margin))
+        if not bool(gs.any(shorter)):
+            return replace(flat, length=length, length_error=length_error, straight_line=shorter)
+        chord = end - start
+        speed = metric.norm(chord, start)
+        line_vec = chord * (line / gs.where(speed > 0, speed, 1.0))[:, None]
+        line_path = straight_lines(start, end, self.n_nodes)
+        logger.info("%d pair(s): the straight line is shorter than the geodesic found; returned instead.",
+                    int(gs.sum(gs.cast(shorter, gs.int64))))
+        return GeodesicBVPResult(
+            gs.where(shorter[:, None], line_vec, flat.tangent_vec),
+            gs.where(shorter[:, None, None], line_path, flat.path),
+            flat.converged & ~shorter if shooting else flat.converged,
+            flat.residual,
+            flat.n_iter,
+            flat.n_exp,
+            gs.where(shorter, line, length),
+            length_error,
+            shorter,
+        )
+
+    def _line_length(self, start, end):
+        """Data-space length of the straight latent lines ``[B]``: polygons on ``4N + 1`` and ``8N + 1`` nodes, extrapolated."""
+        decoder = self._space.decoder
+        eps = self._space.metric.eps
+        n_seg = LINE_REFINEMENT * (self.n_nodes - 1)
+        coarse = _polygon_length(decoder, eps, straight_lines(start, end, n_seg + 1))
+        fine = _polygon_length(decoder, eps, straight_lines(start, end, 2 * n_seg + 1))
+        return fine + (fine - coarse) / 3
+
+    def _refined_stage(self, end, start, idx, separation, initial_path):
+        """Minimisers of the discrete energy, the grid doubled until their length settles (non-smooth decoders)."""
+        decoder = self._space.decoder
+        eps = self._space.metric.eps
+        n_pairs, dim = start.shape
+        n_seg = self.n_nodes - 1
+        if initial_path is None:
+            level = n_seg
+            while level % 2 == 0 and level // 2 >= COARSEST_LEVEL:
+                level //= 2
+            path = self._initial_path(start, end, level)
+        else:
+            level = n_seg
+            path = gs.concatenate([start[:, None], initial_path[:, 1:-1], end[:, None]], axis=1)
+        out_path = straight_lines(start, end, self.n_nodes)
+        length = gs.zeros(n_pairs, dtype=start.dtype)
+        length_error = float("inf") * gs.ones(n_pairs, dtype=start.dtype)
+        first_step = end - start
+        converged = gs.zeros(n_pairs, dtype=bool)
+        damping = 1e-4 * gs.ones(n_pairs, dtype=start.dtype)
+        ftol = ENERGY_FTOL_FACTOR * self.length_rtol
+        active = idx  # rows of the pairs still refined; ``path`` holds their paths only
+        path = path[active]
+        previous = None
+        previous_change = float("inf") * gs.ones(active.shape[0], dtype=start.dtype)  # relative
+        n_iter = 0
+        while active.shape[0]:
+            xtol = FINE_XTOL * separation[active] + XTOL_FLOOR * (1 + gs.linalg.norm(end[active], axis=-1))
+            result = discrete_geodesic(
+                decoder, eps, path, damping[active], xtol=xtol, max_iter=self.max_iter, second_order=True, ftol=ftol
+            )
+            n_iter += result.n_iter
+            damping = scatter(damping, active, result.damping)
+            path = result.path
+            current = _polygon_length(decoder, eps, path, result.decoded)
+            change = gs.abs(current - previous) if previous is not None else float("inf") * current
+            relative_change = change / gs.where(current > 0, current, 1.0)
+            if level >= n_seg:
+                stride = level // n_seg
+                out_path = scatter(out_path, active, path[:, ::stride])
+                length = scatter(length, active, current)
+                first_step = scatter(first_step, active, level * (path[:, 1] - path[:, 0]))
+                length_error = scatter(length_error, active, change)
+                settled = (relative_change <= self.length_rtol) & (previous_change <= self.length_rtol)
+                converged = scatter(converged, active, result.converged & settled)
+            if level >= n_seg * 2**self.max_refinements:
+                break
+            keep = ~converged[active]
+            active, path, previous = active[keep], refine(path[keep]), current[keep]
+            previous_change = relative_change[keep]
+            level *= 2
+        return _RefinedStage(out_path, converged, length, length_error, first_step, n_iter)
+
+    def _discrete_stage(self, end, start, idx, separation, initial_path, shooting):
         """Fourth-order discrete geodesics of the pairs ``idx``, coarse to fine (or from ``initial_path``)."""
         decoder = self._space.decoder
         eps = self._space.metric.eps
@@ -411,7 +636,7 @@ class GeodesicBVPSolver(LogSolver):
             n_iter += correction.n_steps
             path = scatter(path, idx, correction.path)
             converged = scatter(converged, idx, result.converged)
-            if self.shooting:
+            if shooting:
                 sens = end_point_sensitivity(decoder, eps, correction.path, correction.hessian)
                 sensitivity = scatter(sensitivity, idx, sens)
         return _DiscreteStage(path, converged, sensitivity, n_iter)
@@ -438,13 +663,31 @@ class _DiscreteStage(NamedTuple):
     n_iter: int
 
 
+class _RefinedStage(NamedTuple):
+    path: object  # [B, N+1, d], the finest minimiser's nodes at the times of n_nodes nodes
+    converged: object  # [B] bool: Newton converged and the length settled under refinement
+    length: object  # [B], discrete length on the finest grid
+    length_error: object  # [B], its change under the last refinement; inf if none
+    first_step: object  # [B, d], finest first segment times its number of segments
+    n_iter: int
+
+
+def _polygon_length(decoder, eps, path, decoded=None):
+    """Discrete length ``sum_i sqrt(|f_{i+1} - f_i|^2 (+ eps |dz|^2))`` of paths ``[B, n, d]``: ``[B]``."""
+    decoded = decode_nodes(decoder, path) if decoded is None else decoded
+    squared = gs.sum((decoded[:, 1:] - decoded[:, :-1]) ** 2, axis=-1)
+    if eps:
+        squared = squared + eps * gs.sum((path[:, 1:] - path[:, :-1]) ** 2, axis=-1)
+    return gs.sum(gs.sqrt(squared), axis=-1)
+
+
 def _concatenate_results(parts):
     """One flat result from the results of consecutive chunks of pairs."""
+    names = ("tangent_vec", "path", "converged", "residual")
+    lengths = ("length", "length_error", "straight_line")
     return GeodesicBVPResult(
-        *(
-            gs.concatenate([getattr(part, name) for part in parts])
-            for name in ("tangent_vec", "path", "converged", "residual")
-        ),
+        *(gs.concatenate([getattr(part, name) for part in parts]) for name in names),
         n_iter=max(part.n_iter for part in parts),
         n_exp=sum(part.n_exp for part in parts),
+        **{name: gs.concatenate([getattr(part, name) for part in parts]) for name in lengths},
     )
