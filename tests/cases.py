@@ -201,14 +201,15 @@ def case_params(*names, dtypes=DTYPES, slow_float32=False, slow_heavy=True):
 
     ``slow_float32`` marks the float32 variants ``slow``: for tests whose
     float64 run already guards the code path and whose float32 run is long.
-    ``slow_heavy`` marks the heavy cases ``slow``.
+    ``slow_heavy`` marks the heavy cases ``slow``. Heavy cases are also
+    marked ``heavy``: skipped unless pytest runs with ``--heavy``.
     """
     params = []
     for case in CASES.values():
         if (names and case.name not in names) or (not names and case.opt_in) or case.dtype not in dtypes:
             continue
         slow = (slow_float32 and case.dtype == torch.float32) or (slow_heavy and case.heavy)
-        marks = [pytest.mark.slow] if slow else []
+        marks = ([pytest.mark.slow] if slow else []) + ([pytest.mark.heavy] if case.heavy else [])
         params.append(pytest.param(case, id=case.id, marks=marks))
     return params
 

@@ -11,12 +11,31 @@ from geomstats.geometry.hypersphere import Hypersphere  # noqa: E402
 
 # geomstats' generic test cases (tests/test_geomstats_cases.py) need its collection hooks:
 # tests of a test case that no data function activates carry an "ignore" mark and are deselected.
-from geomstats.test.conf import pytest_collection_modifyitems, pytest_make_parametrize_id  # noqa: E402, F401
+from geomstats.test.conf import pytest_collection_modifyitems as _geomstats_collection  # noqa: E402
+from geomstats.test.conf import pytest_make_parametrize_id  # noqa: E402, F401
 
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
 
 from cases import CASES  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--heavy", action="store_true",
+        help="also run the tests marked heavy (the d=32 CelebA-like and d=64 MLP real-model cases, tens of minutes)",
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """geomstats' hook (deselects its inactive cases), then skip ``heavy`` tests unless ``--heavy``."""
+    _geomstats_collection(session, config, items)
+    if not config.getoption("--heavy"):
+        skip = pytest.mark.skip(reason="heavy real-model case: run with --heavy")
+        for item in items:
+            if "heavy" in item.keywords:
+                item.add_marker(skip)
 
 # Test tensors are tiny: one thread is as fast and is not slowed tenfold by other processes on a busy machine.
 torch.set_num_threads(1)
