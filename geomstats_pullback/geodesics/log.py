@@ -512,7 +512,9 @@ class GeodesicBVPSolver(LogSolver):
         length = metric.norm(flat.tangent_vec, start)  # [B]
         line = self._line_length(start, end)  # [B]
         margin = max(LINE_MARGIN, self.tol_ if shooting else self.length_rtol)
-        shorter = moving & (line < length * (1 - margin))
+        # The line must also beat the path found: on coarse grids |tangent_vec| can overstate its length.
+        found = _polygon_length(self._space.decoder, metric.eps, flat.path)
+        shorter = moving & (line < length * (1 - margin)) & (line < found * (1 - margin))
         if not bool(gs.any(shorter)):
             return replace(flat, length=length, length_error=length_error, straight_line=shorter)
         chord = end - start
