@@ -26,6 +26,7 @@ from _timing import add_out_option, best_of, decoder_pass_time, recorded, single
 import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
 from geomstats_pullback.autodiff import STRATEGIES, TorchDiff  # noqa: E402
+from geomstats_pullback.decoders import batch_class  # noqa: E402
 
 DECODERS = {
     "mlp": lambda dim, dtype: analytic.random_mlp((dim, 64, 64, 784), seed=0, dtype=dtype),
@@ -63,7 +64,7 @@ def main():
                 auto = gp.TorchDecoder(module, dim)
                 auto.jacobian(z.double())
                 auto.jacobian_and_second(z.double(), v.double(), v.double()[None])
-                n_class = 1 << (min(args.n_points, 64).bit_length() - 1)
+                n_class = batch_class(args.n_points)
                 chosen = {"J": auto.strategy_choices_.get(("jacobian", dim, False, n_class), "reverse"),
                           "J, f''": auto.strategy_choices_.get(("jacobian_and_second", 1, False, n_class), "reverse")}
                 pass_ms = 1e3 * decoder_pass_time(module, z)

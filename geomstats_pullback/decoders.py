@@ -29,13 +29,15 @@ budget too. A budget that was set and is below one point's estimate raises
 Jacobian strategy (torch decoders): one of
 :data:`~geomstats_pullback.autodiff.STRATEGIES`, or ``"auto"`` (default).
 ``"auto"`` uses ``"reverse"`` below ``d = AUTO_MIN_DIM`` and otherwise times
-every strategy once (best of two runs) for each kind of call (Jacobian,
-``K`` second derivatives, Hessian; grad mode on or off) and each batch-size
-class (the power of two at or below the chunk size, capped at
-:data:`PROBE_POINTS`), on that many points of the first such call; it keeps
-the fastest per point and logs the choice and the timings at debug level.
-The batch size matters: batched strategies win on small batches (fewer
-kernel launches), per-direction passes on large ones. A strategy that fails on the decoder (``torch.func``'s
+every strategy once (best of two runs; one run for a strategy already three
+times slower than the best) for each kind of call (Jacobian, ``K`` second
+derivatives, Hessian; grad mode on or off) and each of two batch-size
+classes (:func:`batch_class`: below :data:`PROBE_POINTS` points, or not), on
+at most :data:`PROBE_POINTS` points of the first such call; it keeps the
+fastest per point and logs the choice and the timings at debug level. The
+batch size matters: batched strategies win on small batches (fewer kernel
+launches), per-direction passes on large ones. Two classes bound the probing
+to a few times the cost of one large call per kind, paid once per decoder. A strategy that fails on the decoder (``torch.func``'s
 forward mode refuses in-place writes to captured tensors) is skipped.
 """
 
@@ -61,8 +63,10 @@ _budget = {"bytes": None}
 
 #: ``"auto"`` picks ``"reverse"`` without timing below this latent dimension.
 AUTO_MIN_DIM = 8
-#: Most points on which ``"auto"`` times the strategies (larger batches share its choice).
+#: Most points on which ``"auto"`` times the strategies; smaller batches form their own class.
 PROBE_POINTS = 64
+#: A strategy whose first probe run is this many times slower than the best so far is not run again.
+PROBE_GIVE_UP = 3.0
 
 # Graph copies a chunk holds per kind of call (see the module docstring), and
 # the number of directions a batched strategy stacks.
@@ -91,6 +95,11 @@ def set_memory_budget(nbytes):
 def get_memory_budget():
     """The process-wide memory budget of one derivative chunk, in bytes (``None``: the default target)."""
     return _budget["bytes"]
+
+
+def batch_class(n_points):
+    """The batch-size class of ``"auto"``'s choices: ``"small"`` below :data:`PROBE_POINTS` points, else ``"large"``."""
+    return "small" if n_points < PROBE_POINTS else "large"
 
 
 def _split(array, axis, size):
@@ -429,7 +438,7 @@ class TorchDecoder(Decoder):
     Attributes
     ----------
     strategy_choices_ : dict
-        ``"auto"``'s choices, ``(kind, K, grad_mode, batch-size class) -> strategy``.
+        ``"auto"``'s choices, ``(kind, K, grad_mode, batch_class(n)) -> strategy``.
     """
 
     _diff = TorchDiff
@@ -570,10 +579,10 @@ class TorchDecoder(Decoder):
             return self.jacobian_strategy
         if self.latent_dim < AUTO_MIN_DIM:
             return "reverse"
-        n_probe = min(arrays[0].shape[axes[0]], self.batch_limit(kind, n_dirs), PROBE_POINTS)
-        n_probe = 1 << (max(n_probe, 1).bit_length() - 1)  # batch-size class: a power of two
-        key = (kind, n_dirs, torch.is_grad_enabled(), n_probe)
+        n_points = arrays[0].shape[axes[0]]
+        key = (kind, n_dirs, torch.is_grad_enabled(), batch_class(n_points))
         if key not in self.strategy_choices_:
+            n_probe = max(1, min(n_points, self.batch_limit(kind, n_dirs), PROBE_POINTS))
             self.strategy_choices_[key] = self._time_strategies(kind, n_dirs, compute, arrays, axes, n_probe)
         return self.strategy_choices_[key]
 
@@ -587,12 +596,15 @@ class TorchDecoder(Decoder):
                 continue
             n = min(n_probe, limit)
             probe = [_split(a, axis, n)[0] for a, axis in zip(arrays, axes)]
+            leader = min(timings.values(), default=math.inf) * n
             try:
                 best = math.inf
                 for _ in range(2):
                     start = time.perf_counter()
                     compute(strategy, *probe)
                     best = min(best, time.perf_counter() - start)
+                    if best > PROBE_GIVE_UP * leader:
+                        break
             except RuntimeError as error:
                 logger.debug("Jacobian strategy %r fails on this decoder (%s); skipped.", strategy, error)
                 continue

@@ -140,7 +140,7 @@ def test_auto_strategy_is_timed_once_cached_and_logged(caplog):
     with caplog.at_level(logging.DEBUG, logger="geomstats_pullback.decoders"):
         jac = decoder.jacobian(z)
         decoder.jacobian(z)
-    chosen = decoder.strategy_choices_[("jacobian", 8, False, 4)]
+    chosen = decoder.strategy_choices_[("jacobian", 8, False, "small")]
     assert chosen in STRATEGIES
     assert sum("Jacobian strategy for jacobian calls" in r.getMessage() for r in caplog.records) == 1
     forced = gp.TorchDecoder(decoder.decoder, 8, jacobian_strategy="forward")
@@ -175,7 +175,7 @@ def test_auto_skips_a_strategy_the_decoder_refuses_and_a_forced_one_names_the_ca
     auto = gp.TorchDecoder(_CapturedBuffer(), 8)
     reference = torch.stack([torch.func.jacrev(lambda x: auto.decoder.net(x[None])[0])(x) for x in z])
     torch.testing.assert_close(auto.jacobian(z), reference)
-    assert auto.strategy_choices_[("jacobian", 8, False, 4)].startswith("reverse")
+    assert auto.strategy_choices_[("jacobian", 8, False, "small")].startswith("reverse")
     forced = gp.TorchDecoder(_CapturedBuffer(), 8, jacobian_strategy="forward")
     with pytest.raises(gp.DecoderDifferentiationError, match="in-place operation .* captured"):
         forced.jacobian(z)
