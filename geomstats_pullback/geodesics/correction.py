@@ -1,7 +1,7 @@
 r"""From the second- to the fourth-order discrete geodesic, and its sensitivity to the end point.
 
 The minimiser of the discrete energy (:mod:`.discrete`) is ``O(1/N^2)`` off
-the geodesic. Deferred correction with the energy's exact Hessian (two steps,
+the geodesic. Deferred correction with the energy's Hessian (two steps,
 each one block-tridiagonal solve with factors already at hand, ``O(N d^3)``)
 brings it to ``O(1/N^4)``. Implicit differentiation of the same stationarity
 condition gives the derivative of the initial velocity with respect to the end
@@ -21,8 +21,8 @@ from geomstats_pullback.paths import decode_nodes
 CORRECTION_STEPS = 2
 
 
-class ExactHessian(NamedTuple):
-    """The discrete energy's exact Hessian at a path, factorised (:func:`exact_hessian`)."""
+class EnergyHessian(NamedTuple):
+    """The discrete energy's Hessian at a path, factorised (:func:`energy_hessian`)."""
 
     jac: object  #: shape=[B, N-1, D, d], Jacobians at the interior nodes
     weights: object  #: shape=[B, N-1, D], second differences ``2 f_k - f_{k-1} - f_{k+1}``
@@ -35,22 +35,22 @@ class Correction(NamedTuple):
 
     path: object  #: shape=[B, N+1, d]
     n_steps: int  #: correction steps made (none with fewer than six nodes)
-    hessian: ExactHessian  #: factors at the starting path, Jacobians before the last step
+    hessian: EnergyHessian  #: factors at the starting path, Jacobians before the last step
 
 
-def exact_hessian(decoder, eps, path, decoded):
-    """Exact Hessian of the discrete energy at ``path`` (second-order term at every node), factorised.
+def energy_hessian(decoder, eps, path, decoded):
+    """Hessian of the discrete energy at ``path`` (second-order term interpolated between every other node), factorised.
 
     ``decoded [B, N+1, D]`` is the decoder at ``path``.
 
     Returns
     -------
-    hessian : ExactHessian
+    hessian : EnergyHessian
     """
     _, gauss_newton, upper, jac, weights = newton_system(decoder, eps, path, decoded)
-    hessian = gauss_newton + second_order_term(decoder, path, weights, every_node=True)
+    hessian = gauss_newton + second_order_term(decoder, path, weights)
     factors, positive = _blocktridiag.factor(hessian, upper)
-    return ExactHessian(jac, weights, factors, positive)
+    return EnergyHessian(jac, weights, factors, positive)
 
 
 def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORRECTION_STEPS):
@@ -61,9 +61,9 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
     decoded path is normal to the decoder's image, and the nodes are
     ``O(1/N^2)`` off the geodesic. With a fourth-order difference instead
     (:func:`~geomstats_pullback.geodesics.stencils.fourth_order_weights`) they are ``O(1/N^4)`` off. Each step
-    solves for that condition with the energy's exact Hessian at the starting
-    path (its operator differs from the condition's by ``O(1/N^2)`` on smooth
-    errors: two steps reach it). ``decoded [B, N+1, D]`` is the decoder at
+    solves for that condition with the energy's Hessian at the starting
+    path (:func:`energy_hessian`; its operator differs from the condition's by
+    ``O(1/N^2)`` on smooth errors: two steps reach it). ``decoded [B, N+1, D]`` is the decoder at
     ``path``. Pairs whose Newton iterations did not converge
     (``converged [B]``), or whose Hessian is not positive definite, are left
     alone.
@@ -74,7 +74,7 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    hessian = exact_hessian(decoder, eps, path, decoded)
+    hessian = energy_hessian(decoder, eps, path, decoded)
     jac, weights, factors, positive = hessian
     if n_nodes < 6:  # the one-sided differences need four interior nodes
         return Correction(path, 0, hessian._replace(jac=jac))
@@ -94,8 +94,8 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
 def end_point_sensitivity(decoder, eps, path, hessian):
     """Derivative of the discrete initial velocity with respect to the end point: ``[B, d, d]``.
 
-    Implicit differentiation of the stationarity condition with the exact
-    Hessian ``H`` of the discrete energy (factors from :func:`exact_hessian`,
+    Implicit differentiation of the stationarity condition with the
+    Hessian ``H`` of the discrete energy (factors from :func:`energy_hessian`,
     Jacobians ``jac [B, N-1, D, d]`` at the interior nodes): interior nodes
     move by ``X = H^{-1} (N J_{N-1}^T J_N)`` (right-hand side in the last block)
     per unit move of ``z_N``; then ``dv/dz_N = sum_j w_j X_j`` (``X_N = I``).

@@ -6,10 +6,12 @@ two stages, each in a module of its own:
 
 1. **Discrete geodesic** (:mod:`.discrete`, :mod:`.correction`): minimise the
    discrete path energy by damped Newton on a block-tridiagonal system, coarse
-   to fine (``N/4``, ``N/2``, ``N`` segments; Gauss-Newton on the coarse
-   levels), then two deferred-correction steps make it fourth order: its nodes
-   are ``O(1/N^4)`` off the geodesic, and so is its initial velocity
-   (:func:`~.stencils.initial_velocity`, a sixth-order one-sided difference).
+   to fine (``N`` segments halved down to 8; Gauss-Newton on the coarse
+   levels, Newton on the last up to 32 segments), then two deferred-correction
+   steps make it fourth order: its nodes are ``O(1/N^4)`` off the geodesic,
+   and so is its initial velocity (:func:`~.stencils.initial_velocity`, a
+   sixth-order one-sided difference). Grids finer than 32 segments are reached
+   by fourth-order resampling and two correction steps on the fine grid.
    Each Newton iteration costs ``O(B N)`` decoder Jacobians and ``O(B N d^3)``
    algebra.
 2. **Shooting** (:mod:`.shooting`): quasi-Newton iterations on
@@ -59,7 +61,9 @@ discrete geodesic above, without shooting.
 
 Whatever the method, the result is never longer than the straight latent
 line: its length (data-space polygons on ``4N + 1`` and ``8N + 1`` nodes,
-Richardson-extrapolated; decoder calls only) is compared with the distance found, and
+Richardson-extrapolated; decoder calls only, and only where the inscribed
+polygon on ``N + 1`` nodes, a lower bound, does not already exceed the
+distance found) is compared with the distance found, and
 where the line is shorter by more than the tolerance it is returned instead
 (``straight_line`` in the result; such a pair is not converged with shooting,
 as ``exp(log)`` then misses ``point``).
@@ -87,7 +91,7 @@ from geomstats_pullback.geodesics.density import DensityPenalty
 from geomstats_pullback.geodesics.discrete import discrete_geodesic
 from geomstats_pullback.geodesics.graph_init import graph_paths
 from geomstats_pullback.geodesics.shooting import shoot
-from geomstats_pullback.geodesics.stencils import initial_velocity, refine
+from geomstats_pullback.geodesics.stencils import initial_velocity, refine, resample
 from geomstats_pullback.paths import decode_nodes, straight_lines
 from geomstats_pullback.smoothness import is_smooth
 
@@ -96,7 +100,9 @@ logger = logging.getLogger(__name__)
 #: Default tolerance by the decoder's float precision (geoopt's convention).
 DEFAULT_TOL = {"float32": 1e-4, "float64": 1e-7}
 COARSEST_LEVEL = 8  # segments of the coarsest path
-COARSE_XTOL = 1e-3  # Newton step tolerance on coarse levels, relative to |point - base_point|
+#: Finest level solved by Newton's method; finer grids are reached by resampling and correction.
+MAX_NEWTON_LEVEL = 32
+COARSE_XTOL = 1e-2  # Newton step tolerance on coarse levels, relative to |point - base_point|
 FINE_XTOL = 1e-4  # on the last level, before the fourth-order correction
 XTOL_FLOOR = 1e-10  # Newton steps below this (times 1 + |point|) are rounding
 MAX_JACOBIAN_ENTRIES = 2**26  # pairs are solved in chunks whose path Jacobians fit this many floats
@@ -509,12 +515,19 @@ class GeodesicBVPSolver(LogSolver):
     def _no_longer_than_the_line(self, flat, start, end, moving, length_error, shooting):
         """Replace the pairs whose straight latent line is shorter than the distance found; adds the length fields."""
         metric = self._space.metric
+        decoder = self._space.decoder
         length = metric.norm(flat.tangent_vec, start)  # [B]
-        line = self._line_length(start, end)  # [B]
         margin = max(LINE_MARGIN, self.tol_ if shooting else self.length_rtol)
         # The line must also beat the path found: on coarse grids |tangent_vec| can overstate its length.
-        found = _polygon_length(self._space.decoder, metric.eps, flat.path)
-        shorter = moving & (line < length * (1 - margin)) & (line < found * (1 - margin))
+        found = _polygon_length(decoder, metric.eps, flat.path)
+        bound = gs.minimum(length, found) * (1 - margin)
+        # An inscribed polygon is shorter than the line: where it already reaches the bound, so does the line.
+        inscribed = _polygon_length(decoder, metric.eps, straight_lines(start, end, self.n_nodes))
+        line = gs.where(moving, inscribed, 0.0)
+        candidates = gs.where(moving & (inscribed < bound))[0]
+        if candidates.shape[0]:
+            line = scatter(line, candidates, self._line_length(start[candidates], end[candidates]))
+        shorter = moving & (line < bound)
         if not bool(gs.any(shorter)):
             return replace(flat, length=length, length_error=length_error, straight_line=shorter)
         chord = end - start
@@ -598,28 +611,40 @@ class GeodesicBVPSolver(LogSolver):
         return _RefinedStage(out_path, converged, length, length_error, first_step, n_iter)
 
     def _discrete_stage(self, end, start, idx, separation, initial_path, shooting):
-        """Fourth-order discrete geodesics of the pairs ``idx``, coarse to fine (or from ``initial_path``)."""
+        """Fourth-order discrete geodesics of the pairs ``idx``, coarse to fine (or from ``initial_path``).
+
+        Newton's method runs on the levels up to :data:`MAX_NEWTON_LEVEL`
+        segments (Gauss-Newton on all but the last), the last one is
+        corrected to fourth order, and a finer ``n_nodes - 1`` is reached by
+        resampling it (:func:`~.stencils.resample`, fourth order) and two
+        correction steps there: the discrete minimiser on the fine grid,
+        ``O(1/N^2)`` off the geodesic, is never needed. Likely geodesics and
+        warm starts solve on the finest level.
+        """
         decoder = self._space.decoder
         eps = self._space.metric.eps
         n_pairs, dim = start.shape
-        levels = [self.n_nodes - 1]
+        n_seg = self.n_nodes - 1
         if initial_path is None:
-            while levels[0] % 2 == 0 and levels[0] // 2 >= COARSEST_LEVEL:
-                levels.insert(0, levels[0] // 2)
+            levels = _levels(n_seg)
             path = self._initial_path(start, end, levels[0])
         else:
+            levels = [n_seg]
             path = gs.concatenate([start[:, None], initial_path[:, 1:-1], end[:, None]], axis=1)
+        if not self._likely and initial_path is None:
+            levels = [level for level in levels if level <= MAX_NEWTON_LEVEL] or levels[:1]
         damping = 1e-4 * gs.ones(n_pairs, dtype=start.dtype)
         sensitivity = gs.tile(gs.eye(dim, dtype=start.dtype)[None], (n_pairs, 1, 1))
         converged = gs.zeros(n_pairs, dtype=bool)
         n_iter = 0
-        for level in range(len(levels)):
-            if level:
-                path = refine(path)
-            last = level == len(levels) - 1
+        correction = None
+        for level_index, level in enumerate(levels):
+            if path.shape[1] != level + 1:
+                path = resample(path, level + 1)
+            last = level_index == len(levels) - 1
             if idx.shape[0] == 0:
                 continue
-            # Coarse levels only start the next one; the last one is finished by the exact
+            # Coarse levels only start the next one; the last one is finished by the
             # Newton steps of the fourth-order correction, so it need not converge much further.
             level_tol = FINE_XTOL if last else COARSE_XTOL
             xtol = level_tol * separation[idx] + XTOL_FLOOR * (1 + gs.linalg.norm(end[idx], axis=-1))
@@ -629,18 +654,24 @@ class GeodesicBVPSolver(LogSolver):
             )
             n_iter += result.n_iter
             damping = scatter(damping, idx, result.damping)
+            if last:
+                converged = scatter(converged, idx, result.converged)
             if not last or self._likely:
                 path = scatter(path, idx, result.path)
-                if last:
-                    converged = scatter(converged, idx, result.converged)
                 continue
             correction = fourth_order_correction(decoder, eps, result.path, result.decoded, result.converged)
             n_iter += correction.n_steps
             path = scatter(path, idx, correction.path)
-            converged = scatter(converged, idx, result.converged)
-            if shooting:
-                sens = end_point_sensitivity(decoder, eps, correction.path, correction.hessian)
-                sensitivity = scatter(sensitivity, idx, sens)
+        if levels[-1] < n_seg:
+            path = resample(path, self.n_nodes)
+            if idx.shape[0]:
+                fine = path[idx]
+                correction = fourth_order_correction(decoder, eps, fine, decode_nodes(decoder, fine), converged[idx])
+                n_iter += correction.n_steps
+                path = scatter(path, idx, correction.path)
+        if shooting and correction is not None:
+            sens = end_point_sensitivity(decoder, eps, correction.path, correction.hessian)
+            sensitivity = scatter(sensitivity, idx, sens)
         return _DiscreteStage(path, converged, sensitivity, n_iter)
 
     def _initial_path(self, start, end, n_segments):
@@ -672,6 +703,14 @@ class _RefinedStage(NamedTuple):
     length_error: object  # [B], its change under the last refinement; inf if none
     first_step: object  # [B, d], finest first segment times its number of segments
     n_iter: int
+
+
+def _levels(n_segments):
+    """Segments per level, coarse to fine: ``n_segments`` halved (rounded up) while at least :data:`COARSEST_LEVEL`."""
+    levels = [n_segments]
+    while -(-levels[0] // 2) >= COARSEST_LEVEL:
+        levels.insert(0, -(-levels[0] // 2))
+    return levels
 
 
 def _polygon_length(decoder, eps, path, decoded=None):

@@ -8,7 +8,8 @@ Nodes are uniformly spaced in time, ``h = 1 / (n_nodes - 1)``.
   second differences (the deferred correction of the discrete geodesic).
 - :func:`velocity_weights` / :func:`initial_velocity`: one-sided difference of
   order ``min(6, n_nodes - 1)`` for ``x'(0)``.
-- :func:`refine`: halve the spacing by cubic (fourth-order) midpoints.
+- :func:`resample` / :func:`refine`: change the spacing by cubic (fourth-order)
+  interpolation.
 """
 
 import math
@@ -57,17 +58,28 @@ def initial_velocity(path):
     return gs.einsum("j,bjd->bd", weights, path)
 
 
+def resample(path, n_nodes):
+    """Paths ``[B, n, d]`` on uniform times resampled at ``n_nodes`` uniform times: ``[B, n_nodes, d]``.
+
+    Cubic Lagrange interpolation on the four nodes around each time (the
+    first or last four next to the ends): fourth-order accurate, so a
+    fourth-order discrete geodesic stays one on the new grid. Paths of fewer
+    than four nodes are interpolated linearly.
+    """
+    n_old = path.shape[1]
+    times = np.linspace(0.0, n_old - 1.0, n_nodes)  # in units of the old spacing
+    width = 4 if n_old >= 4 else 2
+    first = np.clip(np.floor(times).astype(int) - (width // 2 - 1), 0, n_old - width)  # [n_nodes]
+    stencil = first[:, None] + np.arange(width)  # [n_nodes, width]
+    weights = np.ones((n_nodes, width))
+    for j in range(width):
+        for m in range(width):
+            if m != j:
+                weights[:, j] *= (times - stencil[:, m]) / (stencil[:, j] - stencil[:, m])
+    weights = gs.array(weights, dtype=path.dtype)
+    return gs.einsum("nw,bnwd->bnd", weights, path[:, stencil])
+
+
 def refine(path):
-    """Double the resolution of paths ``[B, N+1, d] -> [B, 2N+1, d]`` (cubic midpoints)."""
-    n_pairs, n_nodes, dim = path.shape
-    if n_nodes >= 4:
-        inner = (-path[:, :-3] + 9 * path[:, 1:-2] + 9 * path[:, 2:-1] - path[:, 3:]) / 16
-        first = (3 * path[:, :1] + 6 * path[:, 1:2] - path[:, 2:3]) / 8
-        last = (3 * path[:, -1:] + 6 * path[:, -2:-1] - path[:, -3:-2]) / 8
-        mids = gs.concatenate([first, inner, last], axis=1)
-    else:
-        mids = (path[:, :-1] + path[:, 1:]) / 2
-    out = gs.zeros((n_pairs, 2 * n_nodes - 1, dim), dtype=path.dtype)
-    out[:, ::2] = path
-    out[:, 1::2] = mids
-    return out
+    """Double the resolution of paths ``[B, N+1, d] -> [B, 2N+1, d]`` (cubic midpoints, :func:`resample`)."""
+    return resample(path, 2 * path.shape[1] - 1)
