@@ -13,7 +13,7 @@ from typing import NamedTuple
 import geomstats.backend as gs
 
 from geomstats_pullback import _blocktridiag
-from geomstats_pullback.geodesics.discrete import interior_jacobians, newton_system, second_order_term
+from geomstats_pullback.geodesics.discrete import jacobian_products, newton_system, second_order_term
 from geomstats_pullback.geodesics.stencils import fourth_order_weights, second_difference, velocity_weights
 from geomstats_pullback.paths import decode_nodes
 
@@ -24,8 +24,7 @@ CORRECTION_STEPS = 2
 class EnergyHessian(NamedTuple):
     """The discrete energy's Hessian at a path, factorised (:func:`energy_hessian`)."""
 
-    jac: object  #: shape=[B, N-1, D, d], Jacobians at the interior nodes
-    weights: object  #: shape=[B, N-1, D], second differences ``2 f_k - f_{k-1} - f_{k+1}``
+    residual: object  #: shape=[B, N-1, d], the fourth-order residual at the path (zero below six nodes)
     factors: object  #: block LDL^T factors (:mod:`geomstats_pullback._blocktridiag`)
     positive: object  #: shape=[B], bool: whether the Hessian is positive definite
 
@@ -35,22 +34,34 @@ class Correction(NamedTuple):
 
     path: object  #: shape=[B, N+1, d]
     n_steps: int  #: correction steps made (none with fewer than six nodes)
-    hessian: EnergyHessian  #: factors at the starting path, Jacobians before the last step
+    hessian: EnergyHessian  #: factors at the starting path
+
+
+def fourth_order_residual(eps, path, projected):
+    """``N (J_k^T w4_k + eps w4(z)_k)``, the fourth-order stationarity residual, from ``projected = J_k^T w4_k``."""
+    n_seg = path.shape[1] - 1
+    residual = n_seg * projected
+    if eps:
+        residual = residual + eps * n_seg * fourth_order_weights(second_difference(path))
+    return residual
 
 
 def energy_hessian(decoder, eps, path, decoded):
     """Hessian of the discrete energy at ``path`` (second-order term interpolated between every other node), factorised.
 
-    ``decoded [B, N+1, D]`` is the decoder at ``path``.
+    ``decoded [B, N+1, D]`` is the decoder at ``path``. The same Jacobian
+    pass gives the fourth-order residual there.
 
     Returns
     -------
     hessian : EnergyHessian
     """
-    _, gauss_newton, upper, jac, weights = newton_system(decoder, eps, path, decoded)
-    hessian = gauss_newton + second_order_term(decoder, path, weights)
-    factors, positive = _blocktridiag.factor(hessian, upper)
-    return EnergyHessian(jac, weights, factors, positive)
+    fourth_order = path.shape[1] >= 6  # the one-sided differences need four interior nodes
+    system = newton_system(decoder, eps, path, decoded, (lambda w: [fourth_order_weights(w)]) if fourth_order else ())
+    hessian = system.gauss_newton + second_order_term(decoder, path, system.weights)
+    factors, positive = _blocktridiag.factor(hessian, system.upper)
+    residual = fourth_order_residual(eps, path, system.products.projections[1]) if fourth_order else 0 * system.grad
+    return EnergyHessian(residual, factors, positive)
 
 
 def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORRECTION_STEPS):
@@ -72,44 +83,39 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
     -------
     correction : Correction
     """
-    n_pairs, n_nodes, dim = path.shape
-    n_seg = n_nodes - 1
     hessian = energy_hessian(decoder, eps, path, decoded)
-    jac, weights, factors, positive = hessian
-    if n_nodes < 6:  # the one-sided differences need four interior nodes
-        return Correction(path, 0, hessian._replace(jac=jac))
+    if path.shape[1] < 6:
+        return Correction(path, 0, hessian)
+    residual = hessian.residual
     for step_index in range(n_steps):
         if step_index:
-            jac = gs.reshape(interior_jacobians(decoder, path), jac.shape)
-            weights = second_difference(decode_nodes(decoder, path))
-        residual = n_seg * gs.einsum("bkai,bka->bki", jac, fourth_order_weights(weights))
-        if eps:
-            residual = residual + eps * n_seg * fourth_order_weights(second_difference(path))
-        step = _blocktridiag.solve(factors, -residual[..., None])[..., 0]
-        step = gs.where((positive & converged)[:, None, None], step, 0.0)
+            cotangent = fourth_order_weights(second_difference(decode_nodes(decoder, path)))
+            residual = fourth_order_residual(eps, path, jacobian_products(decoder, path, [cotangent]).projections[0])
+        step = _blocktridiag.solve(hessian.factors, -residual[..., None])[..., 0]
+        step = gs.where((hessian.positive & converged)[:, None, None], step, 0.0)
         path = gs.concatenate([path[:, :1], path[:, 1:-1] + step, path[:, -1:]], axis=1)
-    return Correction(path, n_steps, hessian._replace(jac=jac))
+    return Correction(path, n_steps, hessian)
 
 
 def end_point_sensitivity(decoder, eps, path, hessian):
     """Derivative of the discrete initial velocity with respect to the end point: ``[B, d, d]``.
 
     Implicit differentiation of the stationarity condition with the
-    Hessian ``H`` of the discrete energy (factors from :func:`energy_hessian`,
-    Jacobians ``jac [B, N-1, D, d]`` at the interior nodes): interior nodes
+    Hessian ``H`` of the discrete energy (factors from :func:`energy_hessian`):
+    interior nodes
     move by ``X = H^{-1} (N J_{N-1}^T J_N)`` (right-hand side in the last block)
     per unit move of ``z_N``; then ``dv/dz_N = sum_j w_j X_j`` (``X_N = I``).
     Pairs whose ``H`` is not positive definite (not at a minimum) get the identity.
     """
-    jac, _, factors, positive = hessian
+    _, factors, positive = hessian
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
     eye = gs.eye(dim, dtype=path.dtype)
     identity = gs.tile(eye[None], (n_pairs, 1, 1))
     if n_nodes < 3:
         return identity
-    jac_end = decoder.jacobian(path[:, -1])  # [B, D, d]
-    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac[:, -1], jac_end) + eps * n_seg * eye
+    jac_last, jac_end = decoder.jacobian(path[:, -2]), decoder.jacobian(path[:, -1])  # [B, D, d]
+    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac_last, jac_end) + eps * n_seg * eye
     rhs = gs.zeros((n_pairs, n_seg - 1, dim, dim), dtype=path.dtype)
     rhs[:, -1] = coupling_end
     moved = _blocktridiag.solve(factors, rhs)  # [B, N-1, d, d]

@@ -10,8 +10,9 @@ block tridiagonal with ``d x d`` blocks: the Gauss-Newton part
 ``2N J_k^T J_k`` / ``-N J_k^T J_{k+1}`` plus the second-order part
 ``N sum_a w_a f''_a(z_k)``, ``w = 2 f_k - f_{k-1} - f_{k+1}``. A batched block
 LDL^T factorisation (:mod:`geomstats_pullback._blocktridiag`) solves each
-Newton system in ``O(N d^3)``; one call of the decoder's Jacobian covers all
-nodes of all pairs, ``O(B N)`` Jacobians per iteration. The minimiser's nodes
+Newton system in ``O(N d^3)``; ``O(B N)`` Jacobians per iteration, contracted
+a chunk of nodes at a time (:func:`jacobian_products`), so that memory stays
+within the decoder's budget whatever the number of pairs and nodes. The minimiser's nodes
 are ``O(1/N^2)`` off the geodesic (:mod:`.correction` brings them to
 ``O(1/N^4)``).
 
@@ -66,9 +67,53 @@ def objective(decoded, path, eps, density=None):
     return energy if density is None else energy + density.value(path)
 
 
-def interior_jacobians(decoder, path):
-    """Jacobians at the interior nodes of ``path [B, N+1, d]``, one decoder call: ``[B*(N-1), D, d]``."""
-    return decoder.jacobian(gs.reshape(path[:, 1:-1], (-1, path.shape[-1])))
+class JacobianProducts(NamedTuple):
+    """Products of the Jacobians at the interior nodes of paths (:func:`jacobian_products`)."""
+
+    projections: list  #: ``J_k^T c_k`` for each cotangent field ``c``, each [B, N-1, d]
+    gram: object  #: shape=[B, N-1, d, d], ``J_k^T J_k``
+    consecutive: object  #: shape=[B, N-2, d, d], ``J_k^T J_{k+1}``
+
+
+def jacobian_products(decoder, path, cotangents):
+    """``J_k^T c_k``, ``J_k^T J_k`` and ``J_k^T J_{k+1}`` at the interior nodes of ``path [B, N+1, d]``.
+
+    The Jacobians are computed and contracted a chunk of nodes at a time (as
+    many as the decoder's memory budget allows for one Jacobian call,
+    :meth:`~geomstats_pullback.decoders.Decoder.batch_limit`), so that the
+    Jacobian of whole paths, ``B (N-1) D d`` entries, is never held: the
+    Newton system needs only these ``O(B N d^2)`` products.
+
+    Parameters
+    ----------
+    cotangents : list of array-like, each shape=[B, N-1, D]
+
+    Returns
+    -------
+    products : JacobianProducts
+    """
+    n_pairs, n_nodes, dim = path.shape
+    n_interior = n_nodes - 2
+    nodes = gs.reshape(path[:, 1:-1], (-1, dim))  # [B*(N-1), d]
+    flat_cotangents = [gs.reshape(c, (nodes.shape[0], -1)) for c in cotangents]
+    chunk = max(2, decoder.batch_limit("jacobian"))
+    projections, grams, consecutive = [[] for _ in cotangents], [], []
+    previous = None  # the Jacobian of the node before the chunk
+    for begin in range(0, nodes.shape[0], chunk):
+        jac = decoder.jacobian(nodes[begin : begin + chunk])  # [n, D, d]
+        for out, cotangent in zip(projections, flat_cotangents):
+            out.append(gs.einsum("kai,ka->ki", jac, cotangent[begin : begin + chunk]))
+        grams.append(gs.einsum("kai,kaj->kij", jac, jac))
+        linked = jac if previous is None else gs.concatenate([previous[None], jac])
+        consecutive.append(gs.einsum("kai,kaj->kij", linked[:-1], linked[1:]))
+        previous = jac[-1]
+    consecutive = gs.reshape(gs.concatenate(consecutive), (-1, dim, dim))  # [B*(N-1) - 1, d, d]
+    consecutive = gs.concatenate([consecutive, gs.zeros_like(consecutive[:1])])
+    return JacobianProducts(
+        [gs.reshape(gs.concatenate(out), (n_pairs, n_interior, dim)) for out in projections],
+        gs.reshape(gs.concatenate(grams), (n_pairs, n_interior, dim, dim)),
+        gs.reshape(consecutive, (n_pairs, n_interior, dim, dim))[:, :-1],
+    )
 
 
 def decode_trials(decoder, nodes, usable):
@@ -103,39 +148,41 @@ def decode_trials(decoder, nodes, usable):
     return out, ok
 
 
-def newton_system(decoder, eps, path, decoded):
+class NewtonSystem(NamedTuple):
+    """The discrete energy's half-gradient and Gauss-Newton blocks (:func:`newton_system`)."""
+
+    grad: object  #: shape=[B, N-1, d]
+    gauss_newton: object  #: shape=[B, N-1, d, d], diagonal blocks ``2N (J_k^T J_k + eps I)``
+    upper: object  #: shape=[B, N-2, d, d], off-diagonal blocks ``-N (J_k^T J_{k+1} + eps I)``
+    weights: object  #: shape=[B, N-1, D], second differences ``2 f_k - f_{k-1} - f_{k+1}``
+    products: JacobianProducts  #: with the projections of ``weights`` and of ``cotangents``
+
+
+def newton_system(decoder, eps, path, decoded, cotangents=()):
     """Half-gradient and Gauss-Newton blocks of the (halved) Hessian of the discrete energy.
+
+    One pass of :func:`jacobian_products` (Jacobians a chunk at a time),
+    which also projects the extra ``cotangents [B, N-1, D]`` (computed from
+    the weights by ``cotangents(weights)`` when callable).
 
     Returns
     -------
-    grad : [B, N-1, d]
-    gauss_newton : [B, N-1, d, d]
-        Diagonal blocks ``2N (J_k^T J_k + eps I)``.
-    upper : [B, N-2, d, d]
-        Off-diagonal blocks ``-N (J_k^T J_{k+1} + eps I)``.
-    jac : [B, N-1, D, d]
-        Jacobians at the interior nodes.
-    weights : [B, N-1, D]
-        Second differences ``2 f_k - f_{k-1} - f_{k+1}``.
+    system : NewtonSystem
     """
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    flat_jac = interior_jacobians(decoder, path)  # [B*(N-1), D, d]
-    jac = gs.reshape(flat_jac, (n_pairs, n_seg - 1, -1, dim))  # [B, N-1, D, d]
     weights = second_difference(decoded)  # [B, N-1, D]
-    grad = n_seg * gs.einsum("bkai,bka->bki", jac, weights)
-    gauss_newton = 2 * n_seg * gs.einsum("bkai,bkaj->bkij", jac, jac)
-    # Products of consecutive Jacobians on the flat (contiguous) batch: slicing the
-    # node axis of [B, N-1, D, d] first would make einsum copy both operands (7x slower).
-    consecutive = gs.einsum("kai,kaj->kij", flat_jac[:-1], flat_jac[1:])  # [B*(N-1) - 1, d, d]
-    consecutive = gs.concatenate([consecutive, gs.zeros_like(consecutive[:1])])
-    upper = -n_seg * gs.reshape(consecutive, (n_pairs, n_seg - 1, dim, dim))[:, :-1]
+    extra = list(cotangents(weights) if callable(cotangents) else cotangents)
+    products = jacobian_products(decoder, path, [weights] + extra)
+    grad = n_seg * products.projections[0]
+    gauss_newton = 2 * n_seg * products.gram
+    upper = -n_seg * products.consecutive
     if eps:
         eye = gs.eye(dim, dtype=path.dtype)
         grad = grad + eps * n_seg * second_difference(path)
         gauss_newton = gauss_newton + 2 * eps * n_seg * eye
         upper = upper - eps * n_seg * eye
-    return grad, gauss_newton, upper, jac, weights
+    return NewtonSystem(grad, gauss_newton, upper, weights, products)
 
 
 def second_order_term(decoder, path, weights):
@@ -216,7 +263,7 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             break
         n_iter += 1
         logger.debug("Newton iteration %d, %d segments, %d active pairs", iteration, n_nodes - 1, active.shape[0])
-        grad, gauss_newton, upper, _, weights = newton_system(decoder, eps, path[active], decoded[active])
+        grad, gauss_newton, upper, weights, _ = newton_system(decoder, eps, path[active], decoded[active])
         if second_order and iteration % SECOND_ORDER_REFRESH == 0:
             second = scatter(second, active, second_order_term(decoder, path[active], weights))
         diag = gauss_newton + second[active]
