@@ -1,0 +1,215 @@
+"""Every tensor the package creates lives on the device of the data it derives from.
+
+Without a GPU, the proof uses torch's default device. The decoder and the
+points are on the CPU while ``torch.device("meta")`` is the default device: a
+tensor that the package made without naming a device (``gs.zeros``,
+``gs.eye``, ``gs.array``, ``gs.linspace``, ``gs.random.*``, ``gs.where``
+with a Python scalar, a mask, an index array) is then a meta tensor, and
+mixing it with the CPU data raises ("Tensor on device meta is not on the
+expected device cpu!"), as does reading it on the host (``.item()`` of a
+meta tensor). Each operation must run there and give what it gives without
+the meta default. A device-parametrised test (``cpu``, and ``cuda`` where
+there is one) checks that the results are on the points' device.
+
+The meta default cannot see an array made from numpy (``gs.array(ndarray)``
+is always a host tensor) or on an explicitly named host: a source scan
+checks that the package makes its arrays through
+``geomstats_pullback/_arrays.py``, not geomstats' creation functions.
+
+Left out, as geomstats' own code rather than the package's:
+``geomstats.numerics.ivp.GSIVPIntegrator.integrate``, through which parallel
+transport and ``exp`` with an integrator without error estimate (e.g.
+``RK6Integrator``) pass, makes its time grid ``OdeResult.t`` with
+``gs.linspace`` on the default device. That grid is never mixed with the
+solution, so the tests below run through it without raising, but it is a
+small tensor on the default device (the host, unless the user changed it).
+"""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import geomstats_pullback as gp
+from geomstats_pullback import analytic
+from geomstats_pullback.integrators import RK6Integrator
+
+from cases import CASES, case_params
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _space(decoder, latent_dim, dtype, *, method="auto"):
+    """A space with small solvers (few steps, few nodes) and a fixed Jacobian strategy (no timing)."""
+    space = gp.DecoderManifold(decoder, latent_dim=latent_dim, dtype=dtype, jacobian_strategy="reverse")
+    space.metric.exp_solver = gp.GeodesicIVPSolver(space, n_steps=4, warn=False)
+    space.metric.log_solver = gp.GeodesicBVPSolver(space, n_nodes=9, max_iter=10, max_shooting_iter=4, method=method)
+    return space
+
+
+def _relu_decoder(dtype):
+    return analytic.random_mlp((2, 16, 16, 10), seed=3, dtype=dtype, activation=torch.nn.ReLU)
+
+
+def _data(case):
+    """Two pairs of points, a velocity and a second vector, all float64 on the CPU."""
+    return dict(
+        z0=case.points(2, seed=1), z1=case.points(2, seed=2), v=0.3 * case.vectors(2, seed=3),
+        w=case.vectors(2, seed=4), t=torch.linspace(0.0, 1.0, 4, dtype=torch.float64),
+        codes=case.points(12, seed=5),
+    )
+
+
+def _exp_with(space, solver, v, z0):
+    space.metric.exp_solver = solver
+    return space.metric.exp(v, z0)
+
+
+def _log_with(space, solver, z1, z0):
+    space.metric.log_solver = solver
+    return space.metric.log(z1, z0), solver.result_.converged
+
+
+#: name -> (method of the log solver, operation(space, data, case) -> tensor or tuple of tensors)
+OPERATIONS = {
+    "space_and_random_points": ("auto", lambda s, d, c: (s.random_point(3), s.random_tangent_vec(d["z0"]))),
+    "metric_matrix": ("auto", lambda s, d, c: s.metric.metric_matrix(d["z0"])),
+    "exp_rk8": ("auto", lambda s, d, c: s.metric.exp(d["v"], d["z0"])),
+    "exp_adaptive": ("auto", lambda s, d, c: _exp_with(s, gp.GeodesicIVPSolver(s, adaptive=True, warn=False), d["v"], d["z0"])),
+    "exp_rk6": (
+        "auto",
+        lambda s, d, c: _exp_with(s, gp.GeodesicIVPSolver(s, integrator=RK6Integrator(n_steps=4), warn=False), d["v"], d["z0"]),
+    ),
+    "geodesic_ivp": ("auto", lambda s, d, c: s.metric.geodesic(d["z0"], initial_tangent_vec=d["v"])(d["t"])),
+    "log_and_dist_shooting": ("shooting", lambda s, d, c: (*_log_with(s, s.metric.log_solver, d["z1"], d["z0"]),
+                                                            s.metric.dist(d["z0"], d["z1"]))),
+    "log_discrete": ("discrete", lambda s, d, c: _log_with(s, s.metric.log_solver, d["z1"], d["z0"])),
+    "log_graph_init": (
+        "discrete",
+        lambda s, d, c: _log_with(s, gp.GeodesicBVPSolver(s, n_nodes=9, max_iter=10, method="discrete", init=d["codes"]),
+                                  d["z1"], d["z0"]),
+    ),
+    "geodesic_end_point": ("shooting", lambda s, d, c: s.metric.geodesic(d["z0"], end_point=d["z1"])(d["t"])),
+    "parallel_transport": ("shooting", lambda s, d, c: s.metric.parallel_transport(d["w"], d["z0"], end_point=d["z1"])),
+    "sectional_curvature": ("auto", lambda s, d, c: s.metric.sectional_curvature(d["v"], d["w"], d["z0"])),
+    "path_length": ("auto", lambda s, d, c: gp.path_length(s.metric, gp.linear_path(d["z0"], d["z1"], 5))),
+    "pairwise_distances": (
+        "discrete", lambda s, d, c: torch.from_numpy(np.array(gp.pairwise_distances(s.metric, d["z0"], d["z1"], progress=False).dist)),
+    ),
+}
+
+#: Operations whose float32 and conv8 variants run in the quick lane as well (the others: slow).
+QUICK = {"space_and_random_points", "metric_matrix", "exp_rk8", "log_discrete", "sectional_curvature", "path_length"}
+
+
+def _run(case, name, data, decoder):
+    """The operation on a space built here (under the caller's default device) around a decoder built outside."""
+    method, operation = OPERATIONS[name]
+    space = _space(decoder, case.latent_dim, case.dtype, method=method)
+    torch.manual_seed(0)  # random_point / random_tangent_vec draw from torch's generator
+    return operation(space, data, case)
+
+
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _assert_same(actual, expected, dtype):
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    for got, want in zip(_as_tuple(actual), _as_tuple(expected), strict=True):
+        assert got.device == want.device == torch.device("cpu")
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol, equal_nan=True)
+
+
+def _params():
+    params = []
+    for name in OPERATIONS:
+        for param in case_params("mlp", "conv8"):
+            (case,) = param.values
+            quick = case.id == "mlp-float64" or (name in QUICK and case.name == "mlp")
+            marks = list(param.marks) + ([] if quick else [pytest.mark.slow])
+            params.append(pytest.param(case, name, id=f"{name}-{case.id}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("case, name", _params())
+def test_no_tensor_on_the_default_device(case, name):
+    """With ``meta`` as the default device, each operation runs on CPU data and gives the same result."""
+    data, decoder = _data(case), case.decoder()
+    expected = _run(case, name, data, decoder)
+    with torch.device("meta"):
+        actual = _run(case, name, data, decoder)
+    _assert_same(actual, expected, case.dtype)
+
+
+@pytest.mark.filterwarnings("ignore::geomstats_pullback.errors.ConvergenceWarning")  # few refinements: not all settle
+@pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.float32, marks=pytest.mark.slow)])
+def test_non_smooth_decoder_refined_discrete_geodesics_stay_off_the_default_device(dtype):
+    """The grid-refinement path of ``log`` on a ReLU decoder (no shooting), under the meta default."""
+    case = CASES[f"mlp-{str(dtype).removeprefix('torch.')}"]
+    data, decoder = _data(case), _relu_decoder(dtype)
+
+    def solve():
+        space = _space(decoder, 2, dtype)
+        space.metric.log_solver.max_refinements = 2
+        assert space.metric.log_solver.method_ == "discrete"
+        log = space.metric.log(data["z1"], data["z0"])
+        return log, space.metric.log_solver.result_.length, space.metric.dist(data["z0"], data["z1"])
+
+    expected = solve()
+    with torch.device("meta"):
+        actual = solve()
+    _assert_same(actual, expected, dtype)
+
+
+def test_the_meta_default_device_catches_a_tensor_made_without_a_device():
+    """The trick can fail: ``gs.zeros`` without a device under the meta default does not mix with CPU data."""
+    import geomstats.backend as gs
+
+    z = torch.zeros(3, dtype=torch.float64)
+    with torch.device("meta"), pytest.raises((RuntimeError, NotImplementedError)):
+        float((z + gs.zeros(3, dtype=z.dtype)).sum())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_results_live_on_the_points_device(device):
+    """exp, log and dist on points and a decoder on ``device``: results there, equal to the CPU's."""
+    case = CASES["mlp-float64"]
+    data = _data(case)
+    moved = {key: value.to(device) for key, value in data.items()}
+    results = {}
+    for where, values in {"cpu": data, device: moved}.items():
+        space = _space(case.decoder().to(where), case.latent_dim, case.dtype, method="shooting")
+        metric = space.metric
+        results[where] = (
+            metric.exp(values["v"], values["z0"]),
+            metric.log(values["z1"], values["z0"]),
+            metric.dist(values["z0"], values["z1"]),
+            space.random_point(2),
+        )
+        for result in results[where]:
+            assert result.device.type == torch.device(where).type
+    for got, want in zip(results[device][:3], results["cpu"][:3]):  # random draws differ between devices
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-7, atol=1e-9)
+
+
+PACKAGE = pathlib.Path(gp.__file__).parent
+#: geomstats functions that make arrays on the default device (or, from numpy, on the host).
+CREATION = re.compile(r"\bgs\.(zeros|ones|eye|array|linspace|arange|full|empty|from_numpy|to_numpy|random)\b")
+#: Input conversion of lists and numpy arrays, which have no device: host arrays by design.
+HOST_INPUT = "gs.array(np.asarray("
+
+
+def test_the_package_makes_arrays_through_the_device_helpers():
+    """No geomstats creation function outside ``_arrays.py`` (the demo, a user of the package, aside)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative == "_arrays.py" or relative.startswith("demo/"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if CREATION.search(line) and HOST_INPUT not in line:
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "arrays made without the input's device (use geomstats_pullback._arrays):\n" + "\n".join(found)
