@@ -1,12 +1,15 @@
 """Arrays made where the arrays they derive from live: same device, same dtype unless given.
 
-geomstats' creation functions (``gs.zeros``, ``gs.eye``, ``gs.array``, ``gs.random.*``,
-``gs.linspace``, and ``gs.where`` with a Python scalar, which it wraps in a
-new tensor) place torch tensors on torch's *default* device. Every array the
-package creates takes the device of a reference array ``like`` instead (a
-latent point, a decoded batch), so that a solve that starts on a GPU stays
-there and one on the host never touches another device, whatever
-``torch.set_default_device`` says. Under geomstats' autograd backend the
+geomstats' creation functions (``gs.zeros``, ``gs.eye``, ``gs.array``,
+``gs.linspace``, ``gs.random.*``, and ``gs.where`` with a Python scalar,
+which it wraps in a new tensor) place torch tensors on torch's *default*
+device. Every array the package makes takes the device of a reference array
+``like`` instead (a latent point, a decoded batch): a solve whose points are
+on a GPU stays there, and one on the host never touches another device,
+whatever ``torch.set_default_device`` says. Random draws come from the
+generator of ``like``'s device (on the host, the stream geomstats' own
+``gs.random`` functions draw from). :func:`to_host` is the one way out, for
+scipy, scikit-learn and the stores. Under geomstats' autograd backend the
 arrays are numpy's and these functions are geomstats' own.
 """
 
@@ -64,13 +67,6 @@ def asarray(data, *, like, dtype=None):
     return gs.array(data, dtype=dtype)
 
 
-def to_host(array):
-    """A numpy copy of ``array`` on the host, outside autograd (for scipy, scikit-learn and the stores)."""
-    if _is_torch(array):
-        return array.detach().cpu().numpy()
-    return np.asarray(array)
-
-
 def linspace(start, stop, num, *, like, dtype=None):
     """``num`` evenly spaced numbers from ``start`` to ``stop`` (both included), on ``like``'s device."""
     dtype = like.dtype if dtype is None else dtype
@@ -110,3 +106,10 @@ def randint(high, shape, *, like):
     if _is_torch(like):
         return torch.randint(0, high, shape, device=like.device)
     return gs.random.randint(0, high, shape)
+
+
+def to_host(array):
+    """A numpy copy of ``array`` on the host, outside autograd (for scipy, scikit-learn and the stores)."""
+    if _is_torch(array):
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
