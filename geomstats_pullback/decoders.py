@@ -524,7 +524,7 @@ class TorchDecoder(Decoder):
 
     def _to_native(self, x):
         if not torch.is_tensor(x):
-            x = torch.as_tensor(np.asarray(x))
+            x = torch.as_tensor(np.asarray(x), device=self.device)
         # contiguous: broadcast (zero-stride) views cannot carry forward-mode tangents.
         return x.to(dtype=self.dtype, device=self.device).contiguous()
 

@@ -170,9 +170,9 @@ class GaussianMixtureDensity:
     """
 
     def __init__(self, weights, means, precision_cholesky):
-        weights = torch.as_tensor(np.asarray(to_host(weights), dtype=np.float64)).reshape(-1)
-        means = torch.as_tensor(np.asarray(to_host(means), dtype=np.float64))
-        chol = torch.as_tensor(np.array(to_host(precision_cholesky), dtype=np.float64))
+        weights = torch.as_tensor(np.asarray(to_host(weights), dtype=np.float64), device="cpu").reshape(-1)
+        means = torch.as_tensor(np.asarray(to_host(means), dtype=np.float64), device="cpu")
+        chol = torch.as_tensor(np.array(to_host(precision_cholesky), dtype=np.float64), device="cpu")
         n_components = weights.shape[0]
         if means.ndim != 2 or means.shape[0] != n_components:
             raise ValueError(f"means must have shape [{n_components}, d], got {tuple(means.shape)}.")
@@ -248,7 +248,7 @@ class GaussianMixtureDensity:
         -------
         log_density : torch.Tensor, shape=[...]
         """
-        z = torch.as_tensor(z)
+        z = torch.as_tensor(z, device=z.device if torch.is_tensor(z) else "cpu")
         if z.shape[-1] != self.dim:
             raise ValueError(f"points must have shape [..., {self.dim}], got {tuple(z.shape)}.")
         means, chol = self.means.to(z), self.precision_cholesky.to(z)  # z's dtype and device
@@ -260,7 +260,7 @@ class GaussianMixtureDensity:
 
 def _torch(array):
     """``array`` as a torch tensor (geomstats' autograd backend gives numpy arrays)."""
-    return array if torch.is_tensor(array) else torch.as_tensor(np.asarray(array))
+    return array if torch.is_tensor(array) else torch.as_tensor(np.asarray(array), device="cpu")
 
 
 def _like(tensor, reference):
