@@ -606,6 +606,8 @@ class TorchDecoder(Decoder):
                 for _ in range(2):
                     start = time.perf_counter()
                     compute(strategy, *probe)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)  # kernels run asynchronously: time them, not their launch
                     best = min(best, time.perf_counter() - start)
             except RuntimeError as error:
                 logger.debug("Jacobian strategy %r fails on this decoder (%s); skipped.", strategy, error)

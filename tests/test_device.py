@@ -80,7 +80,10 @@ def _log(solver=None):
 
 
 def _log_and_dist(space, d):
-    return (*_log()(space, d), space.metric.dist(d["z0"], d["z1"]))
+    """``dist`` solves ``log(z1, z0)`` (through the metric's ``squared_dist``): both from one solve."""
+    dist = space.metric.dist(d["z0"], d["z1"])
+    result = space.metric.log_solver.result_
+    return dist, result.tangent_vec, result.converged
 
 
 def _pairwise(space, d):
@@ -195,6 +198,19 @@ def test_non_smooth_decoder_refined_discrete_geodesics_stay_off_the_default_devi
     with torch.device("meta"):
         actual = solve()
     _assert_same(actual, expected, dtype)
+
+
+def test_auto_jacobian_strategy_timing_stays_off_the_default_device():
+    """``jacobian_strategy="auto"`` times the strategies on the first calls at ``d >= 8``: also under the meta default."""
+    case = CASES["conv8-float64"]
+    data, decoder = _data(case), case.decoder()
+    expected = _space(decoder, 8, torch.float64).metric.exp(data["v"], data["z0"])
+    with torch.device("meta"):
+        space = gp.DecoderManifold(decoder, latent_dim=8, dtype=torch.float64)
+        space.metric.exp_solver = gp.GeodesicIVPSolver(space, n_steps=4, warn=False)
+        actual = space.metric.exp(data["v"], data["z0"])
+    assert space.decoder.strategy_choices_  # the timing ran
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)  # strategies agree to rounding
 
 
 def test_the_meta_default_device_catches_a_tensor_made_without_a_device():
