@@ -7,8 +7,9 @@ tensor that the package made without naming a device (``gs.zeros``,
 with a Python scalar, a mask, an index array) is then a meta tensor, and
 mixing it with the CPU data raises ("Tensor on device meta is not on the
 expected device cpu!"), as does reading it on the host (``.item()`` of a
-meta tensor). Each operation must run there and give what it gives without
-the meta default. A device-parametrised test (``cpu``, and ``cuda`` where
+meta tensor). ``torch.as_tensor(x)`` without a device is caught too: under a
+default device it moves even a CPU tensor there. Each operation must run
+there and give what it gives without the meta default. A device-parametrised test (``cpu``, and ``cuda`` where
 there is one) checks that the results are on the points' device.
 
 The meta default cannot see an array made from numpy (``gs.array(ndarray)``
