@@ -10,6 +10,7 @@ geodesic (:func:`transport_along_path`).
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import where
 from geomstats_pullback._validation import as_latent, broadcast_batch
 from geomstats_pullback.transport import PATH_METHODS, segment_propagators
 
@@ -64,7 +65,7 @@ def transport_along_path(metric, tangent_vec, path, *, method="ode"):
     if method == "projection":
         ends = gs.stack([flat_path[:, 0], flat_path[:, -1]])  # [2, B, d]
         norms = metric.squared_norm(gs.stack([vec, out]), ends)  # [2, B]
-        scale = gs.where(norms[1] > 0, gs.sqrt(norms[0] / gs.where(norms[1] > 0, norms[1], 1.0)), 0.0)
+        scale = where(norms[1] > 0, gs.sqrt(norms[0] / where(norms[1] > 0, norms[1], 1.0)), 0.0)
         out = out * scale[:, None]
     return gs.reshape(out, batch_shape + (dim,))
 

@@ -108,12 +108,13 @@ def geodesic_rhs_function(flat, *, eps=0.0):
     return rhs
 
 
-def _probe_state(dim, dtype, n_batch=4, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return (0.5 + torch.rand((n_batch, 2, dim), generator=generator, dtype=torch.float64)).to(dtype)
+def _probe_state(dim, dtype, device="cpu", n_batch=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)  # a host generator: drawn on the host, then moved
+    state = 0.5 + torch.rand((n_batch, 2, dim), generator=generator, dtype=torch.float64, device="cpu")
+    return state.to(dtype=dtype, device=device)
 
 
-def probe(user_decoder, dim, dtype, *, eps=0.0, backend="inductor", timeout=DEFAULT_PROBE_TIMEOUT):
+def probe(user_decoder, dim, dtype, *, eps=0.0, backend="inductor", timeout=DEFAULT_PROBE_TIMEOUT, device="cpu"):
     """Compile and run the right-hand side in a child process; ``None`` if it worked, else why not.
 
     The child unpickles the decoder, compiles :func:`geodesic_rhs_function`
@@ -131,6 +132,8 @@ def probe(user_decoder, dim, dtype, *, eps=0.0, backend="inductor", timeout=DEFA
     backend : str
     timeout : float
         Seconds.
+    device : torch.device or str
+        Where the decoder's parameters live (the child runs there).
 
     Returns
     -------
@@ -141,7 +144,8 @@ def probe(user_decoder, dim, dtype, *, eps=0.0, backend="inductor", timeout=DEFA
         path = os.path.join(tmp, "probe.pt")
         try:
             with open(path, "wb") as handle:
-                pickle.dump({"decoder": user_decoder, "dim": dim, "dtype": dtype, "eps": eps, "backend": backend}, handle)
+                job = {"decoder": user_decoder, "dim": dim, "dtype": dtype, "device": str(device), "eps": eps, "backend": backend}
+                pickle.dump(job, handle)
         except Exception as error:  # pickling errors have no common base class
             return f"the decoder cannot be pickled to a probe process ({type(error).__name__}: {error})"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), GEOMSTATS_BACKEND="pytorch")
@@ -208,13 +212,13 @@ def _compile(decoder, eps, dim, probe_first, backend, timeout):
         logger.warning("compile=True: only torch decoders are compiled; using the eager right-hand side.")
         return None
     if probe_first:
-        failure = probe(user_decoder, dim, dtype, eps=eps, backend=backend, timeout=timeout)
+        failure = probe(user_decoder, dim, dtype, eps=eps, backend=backend, timeout=timeout, device=device)
         if failure is not None:
             logger.warning("compile=True: %s; using the eager right-hand side.", failure)
             return None
     try:
         compiled = torch.compile(geodesic_rhs_function(flat_map(user_decoder), eps=eps), backend=backend, dynamic=False)
-        compiled(_probe_state(dim, dtype).to(device))
+        compiled(_probe_state(dim, dtype, device))
     except Exception as error:  # torch.compile raises many unrelated types
         logger.warning("compile=True: compilation failed (%s: %s); using the eager right-hand side.", type(error).__name__, error)
         return None
@@ -261,7 +265,7 @@ def _probe_main(path):
     with open(path, "rb") as handle:
         job = pickle.load(handle)
     torch.set_num_threads(1)
-    state = _probe_state(job["dim"], job["dtype"])
+    state = _probe_state(job["dim"], job["dtype"], job["device"])
     function = geodesic_rhs_function(flat_map(job["decoder"]), eps=job["eps"])
     expected = function(state)
     got = torch.compile(function, backend=job["backend"])(state)

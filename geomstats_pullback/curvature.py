@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import eye, normal
 from geomstats_pullback._validation import as_latent, check_integer
 from geomstats_pullback.kernels import DEFAULT_RANK_RTOL, cometric, gauss_split, gram, second_derivatives, solve_gram_checked
 
@@ -136,7 +137,7 @@ def curvature(decoder, tangent_vec_a, tangent_vec_b, tangent_vec_c, base_point, 
     """
     n_batch, dim = base_point.shape
     x, y, z = tangent_vec_a, tangent_vec_b, tangent_vec_c
-    basis = gs.broadcast_to(gs.eye(dim, dtype=base_point.dtype), (n_batch, dim, dim))
+    basis = gs.broadcast_to(eye(dim, like=base_point), (n_batch, dim, dim))
     # Pairs: (y, z), (x, z), (x, e_m) for all m, (y, e_m) for all m.
     x_rep, y_rep = (gs.broadcast_to(vec[:, None], basis.shape) for vec in (x, y))  # [B, d, d]
     vecs_a = gs.concatenate([gs.stack([y, x], axis=1), x_rep, y_rep], axis=1)  # [B, 2 + 2d, d]
@@ -259,7 +260,7 @@ def sample_sectional_curvatures(metric, points, *, n_planes=8):
         raise ValueError("Sectional curvature needs a latent dimension of at least 2.")
     n_points = points.shape[0]
     chol = gs.linalg.cholesky(metric.metric_matrix(points))  # [n, d, d]
-    xi = gs.random.normal(size=(2, n_points, n_planes, dim))
+    xi = normal((2, n_points, n_planes, dim), like=points)
     chol_t = gs.broadcast_to(gs.einsum("nij->nji", chol)[:, None], (n_points, n_planes, dim, dim))
     vecs = gs.linalg.solve(chol_t[None], xi[..., None])[..., 0]  # [2, n, n_planes, d]
     flat = [gs.reshape(vec, (-1, dim)) for vec in vecs]

@@ -20,7 +20,7 @@ for one point, measured once by saved-tensor hooks (the difference between a
 two-point and a one-point linearisation, so that the weights do not count),
 times the copies the strategy keeps: 2 for first derivatives, 4 for second
 derivatives, times the number of directions for a batched strategy; the
-result counts in the decoder's dtype and as the host's float64 copy. The
+result counts in the decoder's dtype and as its float64 copy on the points' device. The
 concatenated result of the whole batch is the caller's; the metric's own
 methods are chunked the same way, so their intermediates stay within the
 budget too. A budget that was set and is below one point's estimate raises
@@ -122,7 +122,12 @@ class Decoder:
 
     Subclasses set ``_diff`` (a derivative engine from
     :mod:`geomstats_pullback.autodiff`) and implement ``_call``,
-    ``_to_native``, ``_from_native``, ``_zeros`` and ``_all_finite``.
+    ``_to_native``, ``_from_native``, ``_zeros``, ``_all_finite`` and
+    :meth:`latent_array`.
+
+    Results come back as geomstats arrays in the default float dtype, on the
+    device of the latent points passed in (host arrays for numpy or list
+    input): a solve on points that live on the decoder's GPU stays there.
 
     Parameters
     ----------
@@ -154,14 +159,19 @@ class Decoder:
         """Flattened decoder output ``[B, D]`` (native arrays; ``B`` may be 0)."""
         return self._call(z).reshape(z.shape[0], self.output_dim)
 
-    def _checked(self, out, z):
+    def _checked(self, out, zn, like):
+        """``out`` back from the decoder's arrays to ``like``'s device, after a finiteness check at ``zn``."""
         if not bool(self._all_finite(out)):
             raise FloatingPointError(
                 "The decoder returned NaN or inf (or its derivatives did) at "
-                f"{z.shape[0]} latent point(s) starting with {self._from_native(z[:1])}. "
+                f"{zn.shape[0]} latent point(s) starting with {self._from_native(zn[:1], like)}. "
                 "Check the decoder and the points."
             )
-        return self._from_native(out)
+        return self._from_native(out, like)
+
+    def latent_array(self, data):
+        """Latent points ``data [..., d]`` (numpy, list or array) as float64 geomstats arrays where the decoder runs."""
+        raise NotImplementedError
 
     def _tracking(self, *arrays):
         """Context in which derivatives are computed (autograd tracking policy)."""
@@ -210,7 +220,7 @@ class Decoder:
         copies = 2 * _ORDER[kind]
         if strategy is not None and strategy.endswith("_batched"):
             copies *= {"jacobian": dim, "second": n_dirs, "hessian": dim}.get(kind, max(dim, n_dirs))
-        # The result in the decoder's dtype, and its float64 copy on the host.
+        # The result in the decoder's dtype, and its float64 copy on the points' device.
         return entries * (self._itemsize() + 8) + copies * self._graph_bytes
 
     def batch_limit(self, kind, n_dirs=1, strategy=None):
@@ -280,7 +290,7 @@ class Decoder:
         """Decoded points ``[B, D]`` for latent points ``z [B, d]``."""
         zn = self._to_native(z)
         with self._tracking(z):
-            return self._checked(self._flat(zn), zn)
+            return self._checked(self._flat(zn), zn, z)
 
     def differentiable_call(self, z):
         """Decoded points ``[B, D]`` as a plain function of ``z [B, d]``.
@@ -289,7 +299,7 @@ class Decoder:
         an outer automatic differentiation (geomstats' own, in
         :mod:`geomstats_pullback.reference`) can differentiate through it.
         """
-        return self._from_native(self._flat(self._to_native(z)))
+        return self._from_native(self._flat(self._to_native(z)), z)
 
     def jvp(self, z, v):
         """Decoded points and ``J(z) v``, each ``[B, D]``."""
@@ -298,7 +308,7 @@ class Decoder:
             value, tangent = self._run(
                 "jvp", lambda s, x, y: self._diff.jvp(self._flat, x, y), (zn, self._to_native(v)), (0, 0), (0, 0)
             )
-            return self._checked(value, zn), self._checked(tangent, zn)
+            return self._checked(value, zn, z), self._checked(tangent, zn, z)
 
     def jacobian(self, z):
         """Jacobian ``J(z)``, shape ``[B, D, d]``."""
@@ -308,7 +318,7 @@ class Decoder:
                 "jacobian", lambda s, x: self._diff.jacobian(self._flat, x, strategy=s), (zn,), (0,), 0,
                 n_dirs=self.latent_dim,
             )
-            return self._checked(jac, zn)
+            return self._checked(jac, zn, z)
 
     def second_derivative(self, z, u, v):
         """Second directional derivative ``f''(z)[u, v]``, shape ``[B, D]``."""
@@ -319,7 +329,7 @@ class Decoder:
                 return self._diff.second_derivative(self._flat, x, a, b, strategy=s)
 
             out = self._run("second", compute, (zn, self._to_native(u), self._to_native(v)), (0, 0, 0), 0)
-            return self._checked(out, zn)
+            return self._checked(out, zn, z)
 
     def jacobian_and_second(self, z, u, directions):
         """``J(z)`` ``[B, D, d]`` and ``f''(z)[u, w_k]`` ``[K, B, D]`` for ``directions [K, B, d]``.
@@ -335,7 +345,7 @@ class Decoder:
 
             arrays = (zn, self._to_native(u), self._to_native(directions))
             jac, second = self._run("jacobian_and_second", compute, arrays, (0, 0, 1), (0, 1), n_dirs=directions.shape[0])
-            return self._checked(jac, zn), self._checked(second, zn)
+            return self._checked(jac, zn, z), self._checked(second, zn, z)
 
     def hessian(self, z):
         """All second derivatives ``f''(z)[e_i, e_j]``, shape ``[B, D, d, d]``."""
@@ -345,7 +355,7 @@ class Decoder:
                 "hessian", lambda s, x: self._diff.hessian(self._flat, x, strategy=s), (zn,), (0,), 0,
                 n_dirs=self.latent_dim,
             )
-            return self._checked(hess, zn)
+            return self._checked(hess, zn, z)
 
     def weighted_hessian(self, z, weights):
         """Hessian of ``z -> <weights, f(z)>`` row by row, ``[B, d, d]``, for ``weights [B, D]``."""
@@ -356,7 +366,7 @@ class Decoder:
                 return self._diff.weighted_hessian(self._flat, x, w)
 
             out = self._run("weighted_hessian", compute, (zn, self._to_native(weights)), (0, 0), 0)
-            return self._checked(out, zn)
+            return self._checked(out, zn, z)
 
 
 def _probe_points(dim, dtype, device):
@@ -523,12 +533,16 @@ class TorchDecoder(Decoder):
 
     def _to_native(self, x):
         if not torch.is_tensor(x):
-            x = torch.as_tensor(np.asarray(x))
+            x = torch.as_tensor(np.asarray(x), device=self.device)
         # contiguous: broadcast (zero-stride) views cannot carry forward-mode tangents.
         return x.to(dtype=self.dtype, device=self.device).contiguous()
 
-    def _from_native(self, y):
-        return y.to(dtype=torch.get_default_dtype(), device="cpu")
+    def _from_native(self, y, like):
+        device = like.device if torch.is_tensor(like) else "cpu"
+        return y.to(dtype=torch.get_default_dtype(), device=device)
+
+    def latent_array(self, data):
+        return torch.as_tensor(data, dtype=torch.float64, device=self.device)
 
     @staticmethod
     def _all_finite(y):
@@ -602,6 +616,8 @@ class TorchDecoder(Decoder):
                 for _ in range(2):
                     start = time.perf_counter()
                     compute(strategy, *probe)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)  # kernels run asynchronously: time them, not their launch
                     best = min(best, time.perf_counter() - start)
                     if best > PROBE_GIVE_UP * leader:
                         break
@@ -650,8 +666,11 @@ class AutogradDecoder(Decoder):
     def _zeros(self, shape):
         return anp.zeros(shape)
 
-    def _from_native(self, y):
+    def _from_native(self, y, like):
         return y
+
+    def latent_array(self, data):
+        return anp.asarray(data, dtype=anp.float64)
 
     @staticmethod
     def _all_finite(y):

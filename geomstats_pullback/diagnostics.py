@@ -93,11 +93,13 @@ def diagnose(space, points, *, n_planes=None, generator=None):
     gram = torch.cat([metric.metric_matrix(chunk) for chunk in torch.split(flat, CHUNK)])  # [n, d, d]
     eigvals = torch.linalg.eigvalsh(gram)  # [n, d], ascending
     trace, trace_sq = eigvals.sum(-1), (eigvals**2).sum(-1)
-    eye = torch.eye(dim, dtype=flat.dtype)
+    eye = torch.eye(dim, dtype=flat.dtype, device=flat.device)
     plane_a = eye[0].expand(n, n_planes, dim).clone()
     plane_b = eye[1].expand(n, n_planes, dim).clone()
     if n_planes > 1:
-        random = torch.randn((2, n, n_planes - 1, dim), generator=generator, dtype=flat.dtype)
+        drawn_on = generator.device if generator is not None else flat.device  # a generator draws on its own device
+        random = torch.randn((2, n, n_planes - 1, dim), generator=generator, dtype=flat.dtype, device=drawn_on)
+        random = random.to(flat.device)
         plane_a[:, 1:], plane_b[:, 1:] = random
     base = flat[:, None].expand(n, n_planes, dim).reshape(-1, dim)
     curvature = torch.cat([

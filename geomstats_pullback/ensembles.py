@@ -368,5 +368,5 @@ def _draw_mask(layer, shape, generator):
     if isinstance(layer, _CHANNEL_DROPOUT):
         shape = shape[:1] + (1,) * (len(shape) - 1)
     p = float(layer.p)
-    keep = (torch.rand(shape, generator=generator, dtype=torch.float64) >= p).to(torch.float64)
+    keep = (torch.rand(shape, generator=generator, dtype=torch.float64, device=generator.device) >= p).to(torch.float64)
     return keep / (1.0 - p) if p < 1.0 else keep * 0.0

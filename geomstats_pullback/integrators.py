@@ -34,6 +34,8 @@ from typing import NamedTuple
 import geomstats.backend as gs
 from geomstats.numerics.ivp import GSIVPIntegrator, ODEIVPIntegrator, OdeResult
 
+from geomstats_pullback._arrays import asarray, ones, where, zeros
+
 # Butcher (1964) sixth-order, seven-stage method: rows of A (lower triangle) and weights b.
 _RK6_A = (
     (),
@@ -167,7 +169,7 @@ def dop853_step(force, state, time, dt):
     err5 = pair_norm(dt * _combine(stages, _DOP853_E5)) ** 2
     err3 = pair_norm(dt * _combine(stages, _DOP853_E3)) ** 2
     denominator = gs.sqrt(err5 + 0.01 * err3)
-    error = gs.where(denominator > 0, err5 / gs.where(denominator > 0, denominator, 1.0), 0.0)
+    error = where(denominator > 0, err5 / where(denominator > 0, denominator, 1.0), 0.0)
     return new_state, error
 
 
@@ -272,16 +274,16 @@ class RK8Integrator(ExplicitRKIntegrator):
         """
         dt = end_time / self.n_steps
         state = initial_state
-        error = gs.zeros(initial_state.shape[:-2], dtype=initial_state.dtype)
+        error = zeros(initial_state.shape[:-2], like=initial_state)
         largest, travelled = _running_scale(state)
         for i in range(self.n_steps):
             new_state, step_error = dop853_step(force, state, i * dt, dt)
             size, moved = _running_scale(new_state, state)
             error, largest, travelled = error + step_error, gs.maximum(largest, size), travelled + moved
             state = new_state
-        steps = self.n_steps * gs.ones(error.shape, dtype=gs.int64)
+        steps = self.n_steps * ones(error.shape, like=error, dtype=gs.int64)
         return EmbeddedIVPResult(
-            state, error, largest + travelled, gs.ones(error.shape, dtype=bool), steps, steps * len(_DOP853_B)
+            state, error, largest + travelled, ones(error.shape, like=error, dtype=bool), steps, steps * len(_DOP853_B)
         )
 
 
@@ -343,7 +345,7 @@ class AdaptiveRK8Integrator(ODEIVPIntegrator):
         """geomstats' interface: an ``OdeResult`` with ``y`` of shape ``[2, ..., n_vars, dim]`` (start and end)."""
         result = self.integrate_with_error(force, initial_state, end_time=end_time)
         return OdeResult(
-            t=gs.array([0.0, end_time]),
+            t=asarray([0.0, end_time], like=initial_state),
             y=gs.stack([initial_state, result.final_state]),
             nfev=int(gs.sum(result.n_evaluations)),
             njev=0,
@@ -371,42 +373,42 @@ class AdaptiveRK8Integrator(ODEIVPIntegrator):
         state = gs.reshape(initial_state, (-1,) + var_shape)  # [B, n_vars, d]
         n_pairs, dtype = state.shape[0], state.dtype
         rtol = self.rtol if self.rtol is not None else rtol if rtol is not None else default_rtol(dtype)
-        time = gs.zeros(n_pairs, dtype=dtype)
-        step = end_time / self.n_steps * gs.ones(n_pairs, dtype=dtype)
-        error = gs.zeros(n_pairs, dtype=dtype)
+        time = zeros(n_pairs, like=state)
+        step = end_time / self.n_steps * ones(n_pairs, like=state)
+        error = zeros(n_pairs, like=state)
         largest, travelled = _running_scale(state)
-        accepted = gs.zeros(n_pairs, dtype=gs.int64)
-        attempts = gs.zeros(n_pairs, dtype=gs.int64)
-        done = gs.zeros(n_pairs, dtype=bool)
-        running = gs.ones(n_pairs, dtype=bool)
+        accepted = zeros(n_pairs, like=state, dtype=gs.int64)
+        attempts = zeros(n_pairs, like=state, dtype=gs.int64)
+        done = zeros(n_pairs, like=state, dtype=bool)
+        running = ones(n_pairs, like=state, dtype=bool)
         tiny = 10 * (2.0**-52 if dtype == gs.float64 else 2.0**-23) * abs(end_time)
         while bool(gs.any(running)):
             idx = gs.where(running)[0]
             y, remaining = state[idx], end_time - time[idx]
             last = step[idx] >= remaining
-            h = gs.where(last, remaining, step[idx])
+            h = where(last, remaining, step[idx])
             new_y, local = dop853_step(force, y, time[idx][:, None, None], h[:, None, None])
             size, moved = _running_scale(new_y, y)
             tolerance = self.atol + rtol * gs.maximum(_running_scale(y)[0], size)
             finite = _finite(new_y) & (gs.abs(local) < float("inf"))
-            ratio = gs.where(local > 0, local / gs.where(tolerance > 0, tolerance, 1.0), 0.0)
-            ratio = gs.where(finite & ((tolerance > 0) | (local == 0)), ratio, float("inf"))
+            ratio = where(local > 0, local / where(tolerance > 0, tolerance, 1.0), 0.0)
+            ratio = where(finite & ((tolerance > 0) | (local == 0)), ratio, float("inf"))
             ok = ratio <= 1.0
-            factor = self.safety * gs.where(ratio > 0, ratio, 1.0) ** (-1.0 / 8)
-            factor = gs.where(ratio > 0, gs.clip(factor, self.min_factor, self.max_factor), self.max_factor)
-            factor = gs.where(ok, factor, gs.minimum(factor, 1.0))
-            state = state.index_put((idx,), gs.where(ok[:, None, None], new_y, y))
-            time = time.index_put((idx,), gs.where(ok, gs.where(last, end_time, time[idx] + h), time[idx]))
+            factor = self.safety * where(ratio > 0, ratio, 1.0) ** (-1.0 / 8)
+            factor = where(ratio > 0, gs.clip(factor, self.min_factor, self.max_factor), self.max_factor)
+            factor = where(ok, factor, gs.clip(factor, None, 1.0))
+            state = state.index_put((idx,), where(ok[:, None, None], new_y, y))
+            time = time.index_put((idx,), where(ok, where(last, end_time, time[idx] + h), time[idx]))
             step = step.index_put((idx,), h * factor)
-            error = error.index_put((idx,), error[idx] + gs.where(ok, local, 0.0))
-            largest = largest.index_put((idx,), gs.where(ok, gs.maximum(largest[idx], size), largest[idx]))
-            travelled = travelled.index_put((idx,), travelled[idx] + gs.where(ok, moved, 0.0))
+            error = error.index_put((idx,), error[idx] + where(ok, local, 0.0))
+            largest = largest.index_put((idx,), where(ok, gs.maximum(largest[idx], size), largest[idx]))
+            travelled = travelled.index_put((idx,), travelled[idx] + where(ok, moved, 0.0))
             accepted = accepted.index_put((idx,), accepted[idx] + gs.cast(ok, gs.int64))
             attempts = attempts.index_put((idx,), attempts[idx] + 1)
             done = done.index_put((idx,), ok & last)
             stuck = (attempts[idx] >= self.max_steps) | (step[idx] < tiny)
             running = running.index_put((idx,), ~(ok & last) & ~stuck)
-        state = gs.where(done[:, None, None], state, float("nan"))
+        state = where(done[:, None, None], state, float("nan"))
         shape = lambda x, extra=(): gs.reshape(x, batch_shape + extra)  # noqa: E731
         result = EmbeddedIVPResult(
             shape(state, var_shape), shape(error), shape(largest + travelled), shape(done), shape(accepted),

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import eye, where
 from geomstats_pullback.errors import RankDeficientJacobianError
 
 #: ``G`` counts as singular where its smallest eigenvalue is at most this times its largest.
@@ -50,7 +51,7 @@ def gram(jac, *, eps=0.0):
     """
     out = gs.einsum("...ai,...aj->...ij", jac, jac)
     if eps:
-        out = out + eps * gs.eye(jac.shape[-1], dtype=jac.dtype)
+        out = out + eps * eye(jac.shape[-1], like=jac)
     return out
 
 
@@ -96,9 +97,9 @@ def solve_gram(gram, rhs, *, rank_rtol=None):
         flat = gs.reshape(solution, (solution.shape[0], solution.shape[1] * solution.shape[2]))
         return GramSolve(solution, ~gs.all(gs.abs(flat) < float("inf"), axis=-1))
     singular = singular_mask(gram, rank_rtol=rank_rtol)
-    eye = gs.eye(gram.shape[-1], dtype=gram.dtype)
-    solution = _solve_columns(gs.where(singular[:, None, None], eye, gram), rhs)
-    return GramSolve(gs.where(singular[:, None, None], float("nan"), solution), singular)
+    identity = eye(gram.shape[-1], like=gram)
+    solution = _solve_columns(where(singular[:, None, None], identity, gram), rhs)
+    return GramSolve(where(singular[:, None, None], float("nan"), solution), singular)
 
 
 def _solve_columns(gram, rhs):
@@ -166,8 +167,8 @@ def cometric(jac, *, eps=0.0, rank_rtol):
     cometric : array-like, shape=[B, d, d]
     """
     metric_matrix = gram(jac, eps=eps)
-    eye = gs.broadcast_to(gs.eye(jac.shape[-1], dtype=jac.dtype), metric_matrix.shape)
-    return solve_gram_checked(metric_matrix, eye, rank_rtol=rank_rtol)
+    identity = gs.broadcast_to(eye(jac.shape[-1], like=jac), metric_matrix.shape)
+    return solve_gram_checked(metric_matrix, identity, rank_rtol=rank_rtol)
 
 
 def second_derivatives(decoder, base_point, vecs_a, vecs_b):

@@ -3,8 +3,10 @@
 import warnings
 
 import geomstats.backend as gs
+import numpy as np
 from geomstats.geometry.manifold import Manifold
 
+from geomstats_pullback._arrays import normal, randint, uniform, where, zeros
 from geomstats_pullback._validation import as_latent
 from geomstats_pullback.decoders import Decoder, as_decoder
 from geomstats_pullback.errors import InvertibleDecoderWarning
@@ -32,7 +34,8 @@ class DecoderManifold(Manifold):
         Where :meth:`random_point` samples. A pair ``(low, high)`` of
         ``[d]`` bounds samples uniformly in that box; an array of latent
         codes ``[n, d]`` (e.g. a data set's encodings) samples among them.
-        Default: the box ``[-1, 1]^d``.
+        Default: the box ``[-1, 1]^d``, on the device the decoder runs on.
+        Samples are drawn on the region's device.
     output : {"euclidean", "bernoulli", "categorical", "poisson", "gaussian"} or geomstats space
         Geometry of the data space. ``"euclidean"``: the decoder's outputs
         are points of ``R^D``. Otherwise they parametrise a distribution
@@ -108,7 +111,8 @@ class DecoderManifold(Manifold):
     def region(self, region):
         dim = self.dim
         if region is None:
-            self._region = ("box", -gs.ones(dim), gs.ones(dim))
+            ones = self.decoder.latent_array(np.ones(dim))
+            self._region = ("box", -ones, ones)
         elif isinstance(region, tuple) and len(region) == 2:
             low, high = (as_latent(bound, dim, "region bound") for bound in region)
             if low.ndim != 1 or not bool(gs.all(low < high)):
@@ -136,9 +140,9 @@ class DecoderManifold(Manifold):
         -------
         belongs : array-like, shape=[...]
         """
-        point = gs.array(point)
+        point = point if gs.is_array(point) else gs.array(np.asarray(point))
         if point.ndim == 0 or point.shape[-1] != self.dim:
-            return gs.zeros(point.shape[:-1] if point.ndim else (), dtype=bool)
+            return zeros(point.shape[:-1] if point.ndim else (), like=point, dtype=bool)
         return gs.all(gs.abs(point) < float("inf"), axis=-1)
 
     def is_tangent(self, vector, base_point=None, atol=gs.atol):
@@ -201,10 +205,10 @@ class DecoderManifold(Manifold):
         if kind == "box":
             low, high = params
             centre, half = (low + high) / 2, (high - low) / 2 * bound
-            samples = centre + half * (2 * gs.random.rand(n_samples, self.dim) - 1)
+            samples = centre + half * (2 * uniform((n_samples, self.dim), like=low) - 1)
         else:
             (codes,) = params
-            index = gs.random.randint(0, codes.shape[0], (n_samples,))
+            index = randint(codes.shape[0], (n_samples,), like=codes)
             samples = codes[index]
         return samples[0] if n_samples == 1 else samples
 
@@ -243,8 +247,8 @@ class DecoderManifold(Manifold):
         else:
             (codes,) = params
             half_width = (gs.amax(codes, axis=0) - gs.amin(codes, axis=0)) / 2
-            half_width = gs.where(half_width > 0, half_width, gs.ones_like(half_width))
-        return 0.1 * half_width * gs.random.normal(size=batch_shape + (self.dim,))
+            half_width = where(half_width > 0, half_width, 1.0)
+        return 0.1 * half_width * normal(batch_shape + (self.dim,), like=half_width)
 
 
 def check_invertible(space):

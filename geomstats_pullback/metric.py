@@ -15,6 +15,7 @@ import torch
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 
 from geomstats_pullback import curvature, kernels
+from geomstats_pullback._arrays import zeros
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float
 from geomstats_pullback.geodesics import GeodesicBVPSolver, GeodesicIVPSolver, default_integrator
 from geomstats_pullback.transport import geodesic_transport
@@ -90,7 +91,7 @@ class PullbackMetric(RiemannianMetric):
         shape = batch_shape + tuple(out_shape)
         n_batch = flat[0].shape[0]
         if n_batch == 0:
-            return gs.zeros(shape, dtype=flat[0].dtype)
+            return zeros(shape, like=flat[0])
         limit = self.decoder.batch_limit(cost, n_dirs)
         if n_batch <= limit:
             return gs.reshape(kernel(*flat), shape)

@@ -17,7 +17,9 @@ nodes get denser (relative error ``O(1 / n_nodes^2)``).
 """
 
 import geomstats.backend as gs
+import numpy as np
 
+from geomstats_pullback._arrays import linspace
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_integer
 from geomstats_pullback.decoders import Decoder, as_decoder
 
@@ -50,7 +52,7 @@ def straight_lines(start, end, n_nodes):
     -------
     path : array-like, shape=[B, n_nodes, d]
     """
-    times = gs.linspace(0.0, 1.0, n_nodes)[None, :, None]
+    times = linspace(0.0, 1.0, n_nodes, like=start)[None, :, None]
     return start[:, None, :] + times * (end - start)[:, None, :]
 
 
@@ -70,10 +72,10 @@ def _decoder_of(decoder_or_metric, latent_dim):
 
 
 def _as_path(path):
-    path = gs.array(path) if not gs.is_array(path) else path
-    if path.ndim < 2 or path.shape[-2] < 2:
-        raise ValueError(f"path must have shape [..., n_nodes >= 2, dim], got shape {tuple(path.shape)}.")
-    return as_latent(path, path.shape[-1], "path")
+    shape = tuple(np.shape(path))
+    if len(shape) < 2 or shape[-2] < 2:
+        raise ValueError(f"path must have shape [..., n_nodes >= 2, dim], got shape {shape}.")
+    return as_latent(path, shape[-1], "path")
 
 
 def decoded_path(decoder_or_metric, path):
@@ -141,8 +143,8 @@ def linear_path(initial_point, end_point, n_nodes):
     path : array-like, shape=[..., n_nodes, dim]
     """
     check_integer(n_nodes, "n_nodes", low=2)
-    initial_point = gs.array(initial_point) if not gs.is_array(initial_point) else initial_point
-    dim = initial_point.shape[-1] if initial_point.ndim else 0
+    shape = np.shape(initial_point)
+    dim = shape[-1] if shape else 0
     initial_point = as_latent(initial_point, dim, "initial_point")
     end_point = as_latent(end_point, dim, "end_point")
     batch_shape, (start, end) = broadcast_batch(initial_point, end_point)

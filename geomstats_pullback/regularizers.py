@@ -402,7 +402,7 @@ def geodesic_ratio_penalty(decoder, z, *, n_pairs=16, n_nodes=8, max_iter=5, eps
     with torch.no_grad():
         adapter = TorchDecoder(decoder, dim, dtype=z.dtype, device=z.device)
         path = line.detach().to(torch.get_default_dtype())
-        ones = torch.ones(n_pairs, dtype=path.dtype)
+        ones = torch.ones(n_pairs, dtype=path.dtype, device=path.device)
         result = discrete_geodesic(
             adapter, eps, path, 1e-4 * ones, xtol=1e-8 * ones, max_iter=max_iter, second_order=False
         )

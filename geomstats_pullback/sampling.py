@@ -41,6 +41,11 @@ own local scale, holes included, and contains every code.
 :func:`effective_sample_size` estimates the effective number of independent
 samples of a set of chains (Geyer's initial positive sequence on the
 chains' mean autocorrelation).
+
+Device: the chains, the regions and the seeded ``torch.Generator`` live on
+the host (so that a seed gives the same samples on any machine); the decoder
+runs on its own device, each step moving the proposals there and the
+Jacobians back. Points and codes given on a GPU are copied to the host.
 """
 
 import math
@@ -52,6 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from geomstats_pullback import kernels
+from geomstats_pullback._arrays import to_host
 from geomstats_pullback._validation import check_float, check_integer
 from geomstats_pullback.errors import ConvergenceWarning, RankDeficientJacobianError
 from geomstats_pullback.geodesics.batched import isolate_failures
@@ -99,14 +105,14 @@ class BoxRegion:
     """
 
     def __init__(self, low, high):
-        self.low = torch.as_tensor(np.asarray(low, dtype=np.float64))
-        self.high = torch.as_tensor(np.asarray(high, dtype=np.float64))
+        self.low = torch.as_tensor(np.asarray(to_host(low), dtype=np.float64), device="cpu")
+        self.high = torch.as_tensor(np.asarray(to_host(high), dtype=np.float64), device="cpu")
         if self.low.ndim != 1 or self.low.shape != self.high.shape or not bool((self.low < self.high).all()):
             raise ValueError("BoxRegion needs two [dim] arrays with low < high.")
 
     def __call__(self, z):
         """Membership ``[B]`` of points ``[B, d]``."""
-        z = torch.as_tensor(z)
+        z = torch.as_tensor(z, device="cpu")
         return ((z >= self.low) & (z <= self.high)).all(-1)
 
 
@@ -130,7 +136,7 @@ class CodeSupport:
     """
 
     def __init__(self, codes, n_neighbors=8, scale=1.0):
-        codes = torch.as_tensor(np.asarray(codes, dtype=np.float64))
+        codes = torch.as_tensor(np.asarray(to_host(codes), dtype=np.float64), device="cpu")
         if codes.ndim != 2:
             raise ValueError(f"codes must have shape [n_codes, dim], got {tuple(codes.shape)}.")
         n_neighbors = check_integer(n_neighbors, "n_neighbors", low=1, high=codes.shape[0] - 1)
@@ -142,9 +148,9 @@ class CodeSupport:
 
     def __call__(self, z):
         """Membership ``[B]`` of points ``[B, d]``."""
-        z = torch.as_tensor(z, dtype=torch.float64)
+        z = torch.as_tensor(z, dtype=torch.float64, device="cpu")
         if z.shape[0] == 0:
-            return torch.zeros(0, dtype=torch.bool)
+            return torch.zeros(0, dtype=torch.bool, device="cpu")
         return torch.cat([(torch.cdist(block, self.codes) <= self.radii).any(1) for block in z.split(REGION_BLOCK)])
 
 
@@ -170,11 +176,11 @@ def log_volume_density(space, points):
         ``-inf`` where ``G`` is singular. ``O(B (D d + d^3))`` after the
         ``B`` Jacobians.
     """
-    points = torch.as_tensor(points, dtype=torch.float64)
+    points = torch.as_tensor(points, dtype=torch.float64, device="cpu")
     if points.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dtype=torch.float64, device="cpu")
     metric = kernels.gram(space.decoder.jacobian(points), eps=space.metric.eps)
-    sign, logdet = torch.linalg.slogdet(torch.as_tensor(metric, dtype=torch.float64))
+    sign, logdet = torch.linalg.slogdet(metric.to(torch.float64))
     return torch.where(sign > 0, 0.5 * logdet, -math.inf)
 
 
@@ -206,30 +212,31 @@ def _initial_states(region, initial, n_chains, generator):
     Without ``initial``, a :class:`BoxRegion` starts its chains uniformly in the box.
     """
     if initial is None and isinstance(region, BoxRegion):
-        uniform = torch.rand((n_chains, region.low.shape[0]), generator=generator, dtype=torch.float64)
+        uniform = torch.rand((n_chains, region.low.shape[0]), generator=generator, dtype=torch.float64, device="cpu")
         return region.low + (region.high - region.low) * uniform
     if initial is None:
         initial = getattr(region, "codes", None)
         if initial is None:
             raise ValueError("pass initial=<points inside the region> for a region without codes.")
-    initial = torch.as_tensor(np.asarray(initial, dtype=np.float64)).reshape(-1, np.shape(initial)[-1])
+    initial = torch.as_tensor(np.asarray(to_host(initial), dtype=np.float64), device="cpu")
+    initial = initial.reshape(-1, np.shape(initial)[-1])
     inside = _inside(region, initial)
     if not bool(inside.any()):
         raise ValueError("no initial point lies inside the region.")
     initial = initial[inside]
-    return initial[torch.randint(initial.shape[0], (n_chains,), generator=generator)]
+    return initial[torch.randint(initial.shape[0], (n_chains,), generator=generator, device="cpu")]
 
 
 def _generator(seed):
     """A torch generator seeded with ``seed``, or from torch's global generator (``torch.manual_seed``)."""
     if seed is None:
-        seed = int(torch.randint(2**62, (1,)))
+        seed = int(torch.randint(2**62, (1,), device="cpu"))
     return torch.Generator().manual_seed(check_integer(seed, "seed", low=0))
 
 
 def _inside(region, points):
     """``region(points [B, d])`` as a torch bool tensor ``[B]``; raises if it is not ``[B]``."""
-    inside = torch.as_tensor(region(points), dtype=torch.bool)
+    inside = torch.as_tensor(region(points), dtype=torch.bool, device=points.device)
     if tuple(inside.shape) != tuple(points.shape[:1]):
         raise ValueError(f"region must map [B, d] points to [B] booleans, got shape {tuple(inside.shape)}.")
     return inside
@@ -245,7 +252,7 @@ def _run(transition, state, keep, n, n_chains, burn_in, thin, progress, desc):
         Acceptance rate after burn-in.
     """
     n_kept = -(-n // n_chains)
-    kept, accepted = [], torch.zeros(n_chains, dtype=torch.float64)
+    kept, accepted = [], torch.zeros(n_chains, dtype=torch.float64, device="cpu")
     for iteration in tqdm(range(burn_in + n_kept * thin), desc=desc, disable=not progress, leave=False):
         tuning = iteration < burn_in
         state, accept = transition(state, tuning)
@@ -328,18 +335,19 @@ def sample_volume(
     z = _initial_states(region, initial, n_chains, generator)
     root = _preconditioner_root(preconditioner, region, dim)
     step = 2.38 / math.sqrt(dim) / 5 if step_size is None else check_float(step_size, "step_size", low=0, strict=True)
-    log_step = torch.tensor(math.log(step), dtype=torch.float64)
+    log_step = torch.tensor(math.log(step), dtype=torch.float64, device="cpu")
     log_p = log_volume_density(space, z)
 
     def transition(state, tuning):
         nonlocal log_step
         z, log_p = state
-        proposal = z + math.exp(float(log_step)) * torch.randn(z.shape, generator=generator, dtype=z.dtype) @ root.T
+        xi = torch.randn(z.shape, generator=generator, dtype=z.dtype, device="cpu")
+        proposal = z + math.exp(float(log_step)) * xi @ root.T
         inside = _inside(region, proposal)
         log_p_new = torch.full_like(log_p, -math.inf)
         log_p_new[inside] = log_volume_density(space, proposal[inside])
         log_accept = metropolis_log_acceptance(log_p, log_p_new)
-        accept = torch.log(torch.rand(z.shape[0], generator=generator, dtype=z.dtype)) < log_accept
+        accept = torch.log(torch.rand(z.shape[0], generator=generator, dtype=z.dtype, device="cpu")) < log_accept
         z = torch.where(accept[:, None], proposal, z)
         log_p = torch.where(accept, log_p_new, log_p)
         if tuning:
@@ -360,12 +368,12 @@ def _preconditioner_root(preconditioner, region, dim):
     if isinstance(preconditioner, str):
         codes = getattr(region, "codes", None)
         if preconditioner == "identity" or (preconditioner == "codes" and (codes is None or codes.shape[0] <= dim)):
-            return torch.eye(dim, dtype=torch.float64)
+            return torch.eye(dim, dtype=torch.float64, device="cpu")
         if preconditioner != "codes":
             raise ValueError(f"preconditioner must be 'codes', 'identity' or a [d, d] matrix, got {preconditioner!r}.")
         covariance = torch.cov(codes.T).reshape(dim, dim)
     else:
-        covariance = torch.as_tensor(np.asarray(preconditioner, dtype=np.float64))
+        covariance = torch.as_tensor(np.asarray(to_host(preconditioner), dtype=np.float64), device="cpu")
         if covariance.shape != (dim, dim):
             raise ValueError(f"preconditioner must have shape [{dim}, {dim}], got {tuple(covariance.shape)}.")
     root, info = torch.linalg.cholesky_ex(covariance)
@@ -388,9 +396,9 @@ def random_unit_directions(space, points, generator):
     directions : torch.Tensor, shape=[B, dim]
         ``u^T G u = 1``. ``O(B (D d + d^3))`` after the ``B`` Jacobians.
     """
-    metric = torch.as_tensor(kernels.gram(space.decoder.jacobian(points), eps=space.metric.eps), dtype=torch.float64)
+    metric = kernels.gram(space.decoder.jacobian(points), eps=space.metric.eps).to(torch.float64)
     lower = torch.linalg.cholesky(metric)  # [B, d, d]
-    xi = torch.randn(points.shape, generator=generator, dtype=torch.float64)
+    xi = torch.randn(points.shape, generator=generator, dtype=torch.float64, device="cpu")
     xi = xi / torch.linalg.norm(xi, dim=-1, keepdim=True)
     return torch.linalg.solve_triangular(lower.transpose(-1, -2), xi[..., None], upper=True)[..., 0]
 
@@ -435,7 +443,7 @@ def geodesic_random_walk(
         """End points ``[B, d]``, NaN where ``exp`` did not converge."""
         if isinstance(solver, GeodesicIVPSolver):
             result = solver.solve(vectors, points)
-            return torch.where(torch.as_tensor(result.converged)[:, None], result.end_point, math.nan)
+            return torch.where(result.converged[:, None], result.end_point, math.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return space.metric.exp(vectors, points)
@@ -444,16 +452,17 @@ def geodesic_random_walk(
         vectors = step_size * random_unit_directions(space, z, generator)
         end, ok = isolate_failures(
             shoot, [vectors, z], (FloatingPointError, RankDeficientJacobianError),
-            lambda m: torch.full((m, z.shape[1]), math.nan, dtype=torch.float64),
+            lambda m: torch.full((m, z.shape[1]), math.nan, dtype=torch.float64, device="cpu"),
         )
-        end = torch.as_tensor(end, dtype=torch.float64)
+        end = end.to(torch.float64)
         accept = ok & torch.isfinite(end).all(-1)
         accept[accept.clone()] = _inside(region, end[accept])
         return torch.where(accept[:, None], end, z), accept.double()
 
     chains, rate = _run(transition, z, lambda state: state, n, n_chains, burn_in, thin, progress, "geodesic walk")
     samples = _interleave(chains, n)
-    return MCMCSamples(samples, torch.full((samples.shape[0],), math.nan, dtype=torch.float64), rate, chains, step_size)
+    not_computed = torch.full((samples.shape[0],), math.nan, dtype=torch.float64, device="cpu")
+    return MCMCSamples(samples, not_computed, rate, chains, step_size)
 
 
 def effective_sample_size(chains):
@@ -473,7 +482,7 @@ def effective_sample_size(chains):
     -------
     ess : numpy.ndarray, shape=[dim]
     """
-    chains = np.asarray(chains, dtype=np.float64)
+    chains = np.asarray(to_host(chains), dtype=np.float64)
     n_chains, length, dim = chains.shape
     centred = chains - chains.mean(axis=(0, 1))
     size = 1 << (2 * length - 1).bit_length()

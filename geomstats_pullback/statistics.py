@@ -46,6 +46,7 @@ import logging
 import geomstats.backend as gs
 from sklearn.base import BaseEstimator
 
+from geomstats_pullback._arrays import asarray, linspace, ones
 from geomstats_pullback._validation import as_latent, check_integer, warn_unconverged
 from geomstats_pullback.geodesics import GeodesicBVPSolver
 
@@ -214,7 +215,7 @@ class PullbackFrechetMean(BaseEstimator):
                 step_size /= 2
             last_norm = step_norm
             # Move the mean; shift every path with it, tapering to its fixed end point.
-            taper = 1.0 - gs.linspace(0.0, 1.0, result.path.shape[-2])[:, None]  # [n_nodes, 1]
+            taper = 1.0 - linspace(0.0, 1.0, result.path.shape[-2], like=result.path)[:, None]  # [n_nodes, 1]
             state["mean"] = mean + step_size * step
             state["path"] = result.path + step_size * taper * step
             state["n_iter"] += 1
@@ -229,8 +230,8 @@ class PullbackFrechetMean(BaseEstimator):
     def _normalised_weights(weights, points):
         n_samples = points.shape[0]
         if weights is None:
-            return gs.ones(n_samples, dtype=points.dtype) / n_samples
-        weights = gs.cast(gs.array(weights), points.dtype)
+            return ones(n_samples, like=points) / n_samples
+        weights = asarray(weights, like=points)
         if weights.shape != (n_samples,):
             raise ValueError(f"weights must have shape [{n_samples}], got {tuple(weights.shape)}.")
         if not bool(gs.all(weights >= 0)) or not float(gs.sum(weights)) > 0:

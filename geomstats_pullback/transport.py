@@ -18,6 +18,7 @@ one second directional derivative of the decoder per step. Two kernels:
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import asarray, eye
 from geomstats_pullback.kernels import (
     DEFAULT_RANK_RTOL,
     christoffel_contraction,
@@ -77,20 +78,20 @@ def segment_propagators(decoder, path, method, *, eps=0.0, rank_rtol=DEFAULT_RAN
     ``eps`` and ``rank_rtol`` are the metric's (:mod:`~geomstats_pullback.kernels`).
     """
     n_batch, n_nodes, dim = path.shape
-    eye = gs.eye(dim, dtype=path.dtype)
+    identity = eye(dim, like=path)
     if method == "projection":
         jac = decoder.jacobian(gs.reshape(path, (-1, dim)))
         jac = gs.reshape(jac, (n_batch, n_nodes) + jac.shape[1:])  # [B, N, D, d]
-        cross = gs.einsum("bnai,bnaj->bnij", jac[:, 1:], jac[:, :-1]) + eps * eye  # [B, N-1, d, d]
+        cross = gs.einsum("bnai,bnaj->bnij", jac[:, 1:], jac[:, :-1]) + eps * identity  # [B, N-1, d, d]
         next_gram = gram(gs.reshape(jac[:, 1:], (-1,) + jac.shape[2:]), eps=eps)
         maps = solve_gram_checked(next_gram, gs.reshape(cross, (-1, dim, dim)), rank_rtol=rank_rtol)
         return gs.reshape(maps, (n_batch, n_nodes - 1, dim, dim))
     steps = path[:, 1:] - path[:, :-1]  # [B, N-1, d]
-    times = gs.array([0.0, 0.5, 1.0], dtype=path.dtype)
+    times = asarray([0.0, 0.5, 1.0], like=path)
     nodes = path[:, :-1, None] + times[:, None] * steps[:, :, None]  # [B, N-1, 3, d]
     nodes = gs.reshape(nodes, (-1, dim))
     steps = gs.reshape(gs.broadcast_to(steps[:, :, None], (n_batch, n_nodes - 1, 3, dim)), (-1, dim))
-    basis = gs.broadcast_to(eye, (nodes.shape[0], dim, dim))
+    basis = gs.broadcast_to(identity, (nodes.shape[0], dim, dim))
     jac = decoder.jacobian(nodes)
     second = second_derivatives(decoder, nodes, gs.broadcast_to(steps[:, None], basis.shape), basis)
     gamma = christoffel_contraction(jac, second, eps=eps, rank_rtol=rank_rtol)  # [M, d (column m), d]: Gamma(step, e_m)
@@ -100,6 +101,6 @@ def segment_propagators(decoder, path, method, *, eps=0.0, rank_rtol=DEFAULT_RAN
     k2 = a_mid + gs.matmul(a_mid, k1) / 2
     k3 = a_mid + gs.matmul(a_mid, k2) / 2
     k4 = a_end + gs.matmul(a_end, k3)
-    return eye + (k1 + 2 * k2 + 2 * k3 + k4) / 6
+    return identity + (k1 + 2 * k2 + 2 * k3 + k4) / 6
 
 

@@ -259,8 +259,8 @@ def test_fourth_order_weights_are_exact_on_quintics(degree):
 @pytest.mark.parametrize("n_nodes", [2, 3, 5, 7, 33])
 def test_velocity_weights_differentiate_polynomials_exactly(n_nodes):
 
-    weights = velocity_weights(n_nodes, gs.float64)
     t = gs.linspace(0.0, 1.0, n_nodes)
+    weights = velocity_weights(n_nodes, like=t)
     for degree in range(min(6, n_nodes - 1) + 1):  # exact up to the stencil's order
         derivative = 1.0 if degree == 1 else 0.0
         assert abs(float(gs.sum(weights * t**degree)) - derivative) < 1e-9

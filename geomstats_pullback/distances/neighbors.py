@@ -13,10 +13,10 @@ neighbour is no farther than the chord to any point left out.
 import warnings
 from typing import NamedTuple
 
-import geomstats.backend as gs
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from geomstats_pullback._arrays import to_host
 from geomstats_pullback._validation import check_integer
 from geomstats_pullback.distances.fingerprint import check_decoder_id, job_fingerprint
 from geomstats_pullback.distances.runner import (
@@ -58,7 +58,8 @@ class GeodesicNeighbors(NamedTuple):
 
 def _decode(metric, points, chunk=4096):
     """Flattened decoded points ``[n, D]`` as a float64 array."""
-    parts = [gs.to_numpy(metric.decoder(gs.array(points[i : i + chunk]))) for i in range(0, len(points), chunk)]
+    decoder = metric.decoder
+    parts = [to_host(decoder(decoder.latent_array(points[i : i + chunk]))) for i in range(0, len(points), chunk)]
     return np.concatenate(parts).astype(np.float64)
 
 

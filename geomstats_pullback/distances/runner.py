@@ -21,10 +21,10 @@ import time
 from itertools import islice
 from typing import NamedTuple
 
-import geomstats.backend as gs
 import numpy as np
 from tqdm.auto import tqdm
 
+from geomstats_pullback._arrays import to_host
 from geomstats_pullback._validation import as_latent, check_integer, warn_unconverged
 
 logger = logging.getLogger(__name__)
@@ -129,11 +129,11 @@ def solve_block(metric, x, y, pairs):
     rows, cols = pair_indices(pairs, len(x), len(y))
     if len(rows) == 0:
         return np.zeros(0), np.ones(0, dtype=bool), time.perf_counter() - start
-    base_point, point = gs.array(x[rows]), gs.array(y[cols])  # [P, dim]
+    base_point, point = (metric.decoder.latent_array(p) for p in (x[rows], y[cols]))  # [P, dim], where the decoder runs
     result = metric.log_solver.solve(point, base_point)
     dist = metric.norm(result.tangent_vec, base_point)
-    dist = np.asarray(gs.to_numpy(dist), dtype=np.float64)
-    converged = np.asarray(gs.to_numpy(result.converged), dtype=bool)
+    dist = np.asarray(to_host(dist), dtype=np.float64)
+    converged = np.asarray(to_host(result.converged), dtype=bool)
     return dist, converged, time.perf_counter() - start
 
 
@@ -141,7 +141,7 @@ def _as_points(points, dim, name):
     points = as_latent(points, dim, name)
     if points.ndim != 2 or points.shape[0] == 0:
         raise ValueError(f"{name} must have shape [n, {dim}] with n >= 1, got shape {tuple(points.shape)}.")
-    return np.array(gs.to_numpy(points), dtype=np.float64)
+    return np.array(to_host(points), dtype=np.float64)
 
 
 def check_points(metric, X, Y, block_size):

@@ -5,6 +5,8 @@ The solvers keep one row per pair and work on the active rows.
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import ones, zeros
+
 
 def scatter(full, idx, values):
     """Copy of ``full [B, ...]`` with rows ``idx [A]`` replaced by ``values [A, ...]``."""
@@ -46,10 +48,10 @@ def isolate_failures(function, arrays, errors, fill):
     """
     n_rows = arrays[0].shape[0]
     try:
-        return function(*arrays), gs.ones(n_rows, dtype=bool)
+        return function(*arrays), ones(n_rows, like=arrays[0], dtype=bool)
     except errors:
         if n_rows == 1:
-            return fill(1), gs.zeros(1, dtype=bool)
+            return fill(1), zeros(1, like=arrays[0], dtype=bool)
         half = n_rows // 2
         first, ok_first = isolate_failures(function, [a[:half] for a in arrays], errors, fill)
         second, ok_second = isolate_failures(function, [a[half:] for a in arrays], errors, fill)

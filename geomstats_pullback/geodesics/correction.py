@@ -13,6 +13,7 @@ from typing import NamedTuple
 import geomstats.backend as gs
 
 from geomstats_pullback import _blocktridiag
+from geomstats_pullback._arrays import eye, where, zeros
 from geomstats_pullback.geodesics.discrete import jacobian_products, newton_system, second_order_term
 from geomstats_pullback.geodesics.stencils import fourth_order_weights, second_difference, velocity_weights
 from geomstats_pullback.paths import decode_nodes
@@ -92,7 +93,7 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
             cotangent = fourth_order_weights(second_difference(decode_nodes(decoder, path)))
             residual = fourth_order_residual(eps, path, jacobian_products(decoder, path, [cotangent]).projections[0])
         step = _blocktridiag.solve(hessian.factors, -residual[..., None])[..., 0]
-        step = gs.where((hessian.positive & converged)[:, None, None], step, 0.0)
+        step = where((hessian.positive & converged)[:, None, None], step, 0.0)
         path = gs.concatenate([path[:, :1], path[:, 1:-1] + step, path[:, -1:]], axis=1)
     return Correction(path, n_steps, hessian)
 
@@ -110,15 +111,15 @@ def end_point_sensitivity(decoder, eps, path, hessian):
     _, factors, positive = hessian
     n_pairs, n_nodes, dim = path.shape
     n_seg = n_nodes - 1
-    eye = gs.eye(dim, dtype=path.dtype)
-    identity = gs.tile(eye[None], (n_pairs, 1, 1))
+    unit = eye(dim, like=path)
+    identity = gs.tile(unit[None], (n_pairs, 1, 1))
     if n_nodes < 3:
         return identity
     jac_last, jac_end = decoder.jacobian(path[:, -2]), decoder.jacobian(path[:, -1])  # [B, D, d]
-    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac_last, jac_end) + eps * n_seg * eye
-    rhs = gs.zeros((n_pairs, n_seg - 1, dim, dim), dtype=path.dtype)
+    coupling_end = n_seg * gs.einsum("bai,baj->bij", jac_last, jac_end) + eps * n_seg * unit
+    rhs = zeros((n_pairs, n_seg - 1, dim, dim), like=path)
     rhs[:, -1] = coupling_end
     moved = _blocktridiag.solve(factors, rhs)  # [B, N-1, d, d]
-    weights = velocity_weights(n_nodes, path.dtype)
-    sens = gs.einsum("j,bjik->bik", weights[1:-1], moved) + weights[-1] * eye
+    weights = velocity_weights(n_nodes, like=path)
+    sens = gs.einsum("j,bjik->bik", weights[1:-1], moved) + weights[-1] * unit
     return gs.where(positive[:, None, None], sens, identity)

@@ -48,6 +48,7 @@ import math
 import numpy as np
 import torch
 
+from geomstats_pullback._arrays import to_host
 from geomstats_pullback._validation import check_float
 
 
@@ -169,9 +170,9 @@ class GaussianMixtureDensity:
     """
 
     def __init__(self, weights, means, precision_cholesky):
-        weights = torch.as_tensor(np.asarray(weights, dtype=np.float64)).reshape(-1)
-        means = torch.as_tensor(np.asarray(means, dtype=np.float64))
-        chol = torch.as_tensor(np.array(precision_cholesky, dtype=np.float64))
+        weights = torch.as_tensor(np.asarray(to_host(weights), dtype=np.float64), device="cpu").reshape(-1)
+        means = torch.as_tensor(np.asarray(to_host(means), dtype=np.float64), device="cpu")
+        chol = torch.as_tensor(np.array(to_host(precision_cholesky), dtype=np.float64), device="cpu")
         n_components = weights.shape[0]
         if means.ndim != 2 or means.shape[0] != n_components:
             raise ValueError(f"means must have shape [{n_components}, d], got {tuple(means.shape)}.")
@@ -208,7 +209,7 @@ class GaussianMixtureDensity:
         -------
         density : GaussianMixtureDensity
         """
-        codes = np.asarray(codes, dtype=np.float64)
+        codes = np.asarray(to_host(codes), dtype=np.float64)
         n, dim = codes.shape
         if n < dim + 1:
             raise ValueError(f"a kernel density estimate in {dim} dimensions needs at least {dim + 1} codes, got {n}.")
@@ -247,19 +248,19 @@ class GaussianMixtureDensity:
         -------
         log_density : torch.Tensor, shape=[...]
         """
-        z = torch.as_tensor(z)
+        z = torch.as_tensor(z, device=z.device if torch.is_tensor(z) else "cpu")
         if z.shape[-1] != self.dim:
             raise ValueError(f"points must have shape [..., {self.dim}], got {tuple(z.shape)}.")
-        means, chol = self.means.to(z.dtype), self.precision_cholesky.to(z.dtype)
+        means, chol = self.means.to(z), self.precision_cholesky.to(z)  # z's dtype and device
         centred = z[..., None, :] - means  # [..., K, d]
         whitened = torch.einsum("...ki,kij->...kj", centred, chol)  # [..., K, d]
-        log_components = self.log_weights.to(z.dtype) + self._log_norm.to(z.dtype) - 0.5 * (whitened**2).sum(-1)
+        log_components = self.log_weights.to(z) + self._log_norm.to(z) - 0.5 * (whitened**2).sum(-1)
         return torch.logsumexp(log_components, dim=-1)
 
 
 def _torch(array):
     """``array`` as a torch tensor (geomstats' autograd backend gives numpy arrays)."""
-    return array if torch.is_tensor(array) else torch.as_tensor(np.asarray(array))
+    return array if torch.is_tensor(array) else torch.as_tensor(np.asarray(array), device="cpu")
 
 
 def _like(tensor, reference):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import geomstats.backend as gs
 import numpy as np
 
-from geomstats_pullback import _blocktridiag
+from geomstats_pullback import _arrays, _blocktridiag
 from geomstats_pullback.geodesics.batched import isolate_failures, scatter
 from geomstats_pullback.geodesics.stencils import second_difference
 from geomstats_pullback.paths import decode_nodes
@@ -135,13 +135,13 @@ def decode_trials(decoder, nodes, usable):
         ``usable`` and decoded without failure.
     """
     rows = gs.where(usable)[0]
-    out = gs.zeros(nodes.shape[:2] + (decoder.output_dim,), dtype=nodes.dtype)
-    ok = gs.zeros(usable.shape, dtype=bool)
+    out = _arrays.zeros(nodes.shape[:2] + (decoder.output_dim,), like=nodes)
+    ok = _arrays.zeros(usable.shape, like=nodes, dtype=bool)
     if rows.shape[0] == 0:
         return out, ok
     decoded, decoded_ok = isolate_failures(
         lambda trial_nodes: decode_nodes(decoder, trial_nodes), [nodes[rows]], (FloatingPointError,),
-        lambda n: gs.zeros((n,) + out.shape[1:], dtype=out.dtype),
+        lambda n: _arrays.zeros((n,) + out.shape[1:], like=out),
     )
     out[rows] = decoded
     ok[rows] = decoded_ok
@@ -178,7 +178,7 @@ def newton_system(decoder, eps, path, decoded, cotangents=()):
     gauss_newton = 2 * n_seg * products.gram
     upper = -n_seg * products.consecutive
     if eps:
-        eye = gs.eye(dim, dtype=path.dtype)
+        eye = _arrays.eye(dim, like=path)
         grad = grad + eps * n_seg * second_difference(path)
         gauss_newton = gauss_newton + 2 * eps * n_seg * eye
         upper = upper - eps * n_seg * eye
@@ -200,7 +200,7 @@ def second_order_term(decoder, path, weights):
     points = gs.reshape(path[:, 1:-1][:, sampled], (-1, dim))
     second = decoder.weighted_hessian(points, gs.reshape(weights[:, sampled], (points.shape[0], -1)))
     second = gs.reshape(second, (n_pairs, sampled.shape[0], dim, dim))
-    out = gs.zeros((n_pairs, n_interior, dim, dim), dtype=path.dtype)
+    out = _arrays.zeros((n_pairs, n_interior, dim, dim), like=path)
     out[:, sampled] = second
     between = np.setdiff1d(np.arange(n_interior), sampled)  # odd nodes; both neighbours are sampled
     if between.shape[0]:
@@ -250,12 +250,12 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
     result : DiscreteGeodesic
     """
     n_pairs, n_nodes, dim = path.shape
-    eye = gs.eye(dim, dtype=path.dtype)
+    eye = _arrays.eye(dim, like=path)
     decoded = decode_nodes(decoder, path)
     energy = objective(decoded, path, eps, density)
-    converged = gs.zeros(n_pairs, dtype=bool)
-    given_up = gs.zeros(n_pairs, dtype=bool)
-    second = gs.zeros((n_pairs, n_nodes - 2, dim, dim), dtype=path.dtype)
+    converged = _arrays.zeros(n_pairs, like=path, dtype=bool)
+    given_up = _arrays.zeros(n_pairs, like=path, dtype=bool)
+    second = _arrays.zeros((n_pairs, n_nodes - 2, dim, dim), like=path)
     n_iter = 0
     for iteration in range(max_iter):
         active = gs.where(~converged & ~given_up)[0]
@@ -271,7 +271,7 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             density_grad, density_blocks = density.newton_terms(path[active])
             grad, diag = grad + density_grad, diag + density_blocks
         scale = gs.einsum("bkii->bk", gauss_newton) / dim  # [A, N-1]
-        pending = gs.ones(active.shape[0], dtype=bool)
+        pending = _arrays.ones(active.shape[0], like=path, dtype=bool)
         for _ in range(MAX_DAMPING_TRIES):
             sel = gs.where(pending)[0]
             if sel.shape[0] == 0:
@@ -284,12 +284,12 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             step_size = gs.amax(gs.reshape(gs.abs(step), (step.shape[0], -1)), axis=1)
             # NaN compares false: a non-finite step is neither small nor tried.
             usable = positive & (step_size < float("inf"))
-            step = gs.where(usable[:, None, None], step, 0.0)
+            step = _arrays.where(usable[:, None, None], step, 0.0)
             trial = gs.concatenate([path[rows, :1], path[rows, 1:-1] + step, path[rows, -1:]], axis=1)
             interior, decoded_ok = decode_trials(decoder, trial[:, 1:-1], usable)
             trial_decoded = gs.concatenate([decoded[rows, :1], interior, decoded[rows, -1:]], axis=1)
             usable = usable & decoded_ok
-            trial_energy = gs.where(usable, objective(trial_decoded, trial, eps, density), float("inf"))
+            trial_energy = _arrays.where(usable, objective(trial_decoded, trial, eps, density), float("inf"))
             near_newton = lam <= NEAR_NEWTON_DAMPING
             small = usable & (step_size <= xtol[rows]) & near_newton
             if ftol:
@@ -304,7 +304,7 @@ def discrete_geodesic(decoder, eps, path, damping, *, xtol, max_iter, second_ord
             refused = ~(accept | small)
             stuck = refused & (lam >= MAX_DAMPING)
             damping = scatter(
-                damping, rows, gs.where(accept, gs.maximum(lam / 10, 1e-12), gs.minimum(lam * 10, MAX_DAMPING))
+                damping, rows, gs.where(accept, gs.clip(lam / 10, 1e-12, None), gs.clip(lam * 10, None, MAX_DAMPING))
             )
             converged = scatter(converged, rows, converged[rows] | small)
             given_up = scatter(given_up, rows, given_up[rows] | stuck)

@@ -42,6 +42,7 @@ import geomstats.backend as gs
 import numpy as np
 from geomstats.numerics.geodesic import ExpODESolver
 
+from geomstats_pullback._arrays import asarray, full, ones, where, zeros
 from geomstats_pullback._validation import as_latent, broadcast_batch, warn_unconverged
 from geomstats_pullback.compiled import compiled_geodesic_rhs
 from geomstats_pullback.integrators import AdaptiveRK8Integrator, RK8Integrator, default_rtol
@@ -179,8 +180,8 @@ class GeodesicIVPSolver(ExpODESolver):
         if compiled is not None:
             force = lambda y, _: compiled(y)  # noqa: E731
         if not n_pairs:
-            end, error = base_flat, gs.zeros(0, dtype=base_flat.dtype)
-            converged, n_steps = gs.ones(0, dtype=bool), gs.zeros(0, dtype=gs.int64)
+            end, error = base_flat, zeros(0, like=base_flat)
+            converged, n_steps = ones(0, like=base_flat, dtype=bool), zeros(0, like=base_flat, dtype=gs.int64)
             n_evaluations = n_steps
         elif isinstance(self.integrator, AdaptiveRK8Integrator):
             ivp = self.integrator.integrate_with_error(force, state, rtol=self._rtol(state))
@@ -193,12 +194,12 @@ class GeodesicIVPSolver(ExpODESolver):
         else:
             ode = self.integrator.integrate(force, state)
             end = ode.get_last_y()[:, 0]  # [B, d]
-            error = gs.zeros(n_pairs, dtype=end.dtype) * float("nan")
-            converged = gs.ones(n_pairs, dtype=bool)
-            n_steps = getattr(self.integrator, "n_steps", 0) * gs.ones(n_pairs, dtype=gs.int64)
-            n_evaluations = int(getattr(ode, "nfev", 0)) * gs.ones(n_pairs, dtype=gs.int64)
+            error = full(n_pairs, float("nan"), like=end)
+            converged = ones(n_pairs, like=end, dtype=bool)
+            n_steps = full(n_pairs, getattr(self.integrator, "n_steps", 0), like=end, dtype=gs.int64)
+            n_evaluations = full(n_pairs, int(getattr(ode, "nfev", 0)), like=end, dtype=gs.int64)
         if not is_smooth(decoder):
-            converged = gs.zeros(n_pairs, dtype=bool)
+            converged = zeros(n_pairs, like=base_flat, dtype=bool)
         reached = ~gs.any(gs.isnan(end), axis=-1)
         if bool(gs.any(reached)):
             require_full_rank_at(decoder, end[reached], eps=eps, rank_rtol=rank_rtol)
@@ -251,7 +252,7 @@ class GeodesicIVPSolver(ExpODESolver):
             elif isinstance(self.integrator, AdaptiveRK8Integrator):
                 how = f"adaptive steps gave up after max_steps={self.integrator.max_steps}; their end points are NaN"
             else:
-                worst = float(gs.amax(gs.where(converged, 0.0, result.error_estimate)))
+                worst = float(gs.amax(where(converged, 0.0, result.error_estimate)))
                 how = f"largest error estimate {worst:.3g} in latent units; raise n_steps or pass adaptive=True"
             message = (
                 f"exp did not reach its tolerance for {n_failed} of {int(np.prod(converged.shape))} "
@@ -279,7 +280,7 @@ class GeodesicIVPSolver(ExpODESolver):
         base_point = as_latent(base_point, dim, "base_point")
 
         def path(t):
-            t = gs.reshape(gs.cast(gs.array(t), tangent_vec.dtype), (-1,))
+            t = gs.reshape(asarray(t, like=tangent_vec), (-1,))
             scaled = t[:, None] * tangent_vec[..., None, :]  # [..., n_t, d]
             return self.exp(scaled, base_point[..., None, :])
 

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.sparse import csr_matrix, hstack, vstack
 from scipy.sparse.csgraph import dijkstra
 
+from geomstats_pullback._arrays import asarray, to_host
+
 
 def _knn_edges(points, queries, n_neighbors):
     """Edges ``(sources, targets)`` of the k-NN graph of ``points [n, d]`` plus ``queries [q, d]``.
@@ -70,8 +72,8 @@ def graph_paths(decoder, points, start, end, n_neighbors, n_segments):
     n_pairs = start.shape[0]
     n_points = points.shape[0]
     all_nodes = gs.concatenate([points, start, end], axis=0)
-    nodes = np.asarray(gs.to_numpy(all_nodes))
-    decoded = np.asarray(gs.to_numpy(decoder(all_nodes)))
+    nodes = to_host(all_nodes)
+    decoded = to_host(decoder(all_nodes))
     sources, targets = _knn_edges(nodes[:n_points], nodes[n_points:], min(n_neighbors, n_points - 1))
     lengths = np.maximum(np.linalg.norm(decoded[sources] - decoded[targets], axis=-1), 1e-300)  # scipy drops zeros
     graph = csr_matrix((lengths, (sources, targets)), shape=(nodes.shape[0],) * 2)
@@ -87,4 +89,4 @@ def graph_paths(decoder, points, start, end, n_neighbors, n_segments):
     order = np.stack(walk[::-1], axis=1)  # [B, L], start first (repeated for short paths)
     paths = _resample_by_arc_length(nodes[order], decoded[order], n_segments)
     paths[:, 0], paths[:, -1] = nodes[start_ids], nodes[end_ids]
-    return gs.array(paths, dtype=start.dtype), gs.array(found)
+    return asarray(paths, like=start), asarray(found, like=start, dtype=bool)

@@ -83,7 +83,7 @@ import numpy as np
 from geomstats.numerics.geodesic import LogSolver
 from geomstats.numerics.path import UniformlySampledDiscretePath
 
-from geomstats_pullback import kernels
+from geomstats_pullback import _arrays, kernels
 from geomstats_pullback._validation import as_latent, broadcast_batch, check_float, check_integer, warn_unconverged
 from geomstats_pullback.geodesics.batched import reported, scatter
 from geomstats_pullback.geodesics.correction import end_point_sensitivity, fourth_order_correction
@@ -350,12 +350,10 @@ class GeodesicBVPSolver(LogSolver):
         if method not in METHODS[1:]:
             raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}.")
         if start.shape[0] == 0:
-            empty = gs.zeros(batch_shape + (dim,), dtype=start.dtype)
-            path = gs.zeros(batch_shape + (self.n_nodes, dim), dtype=start.dtype)
-            zeros = gs.zeros(batch_shape)
-            result = GeodesicBVPResult(
-                empty, path, gs.ones(batch_shape, dtype=bool), zeros, 0, 0, zeros, zeros, gs.zeros(batch_shape, dtype=bool)
-            )
+            empty = _arrays.zeros(batch_shape + (dim,), like=start)
+            path = _arrays.zeros(batch_shape + (self.n_nodes, dim), like=start)
+            zeros, no = _arrays.zeros(batch_shape, like=start), _arrays.zeros(batch_shape, like=start, dtype=bool)
+            result = GeodesicBVPResult(empty, path, ~no, zeros, 0, 0, zeros, zeros, no)
             self.result_ = result
             return result
         metric = self._space.metric
@@ -416,13 +414,13 @@ class GeodesicBVPSolver(LogSolver):
         n_failed = int(gs.sum(gs.cast(~converged, gs.int64)))
         if n_failed:
             if self.shooting:
-                worst = reported(gs.amax(gs.where(converged, 0.0, result.residual)))
+                worst = reported(gs.amax(_arrays.where(converged, 0.0, result.residual)))
                 how = (
                     f"largest residual |exp(log) - point| = {worst:.3g}, "
                     f"tol {self.tol_:g} relative to |point - base_point|"
                 )
             elif not is_smooth(self._space.decoder):
-                worst = reported(gs.amax(gs.where(converged, 0.0, result.length_error / result.length)))
+                worst = reported(gs.amax(_arrays.where(converged, 0.0, result.length_error / result.length)))
                 how = (
                     f"largest relative change of the discrete length under grid refinement {worst:.3g}, "
                     f"length_rtol {self.length_rtol:g}; raise max_refinements"
@@ -470,28 +468,28 @@ class GeodesicBVPSolver(LogSolver):
         threshold = self.tol_ * separation + 100 * machine_eps * (1.0 + gs.linalg.norm(end, axis=-1))
         moving = separation > 0
         idx = gs.where(moving)[0]
-        not_measured = gs.where(moving, float("nan"), 0.0)
+        not_measured = _arrays.where(moving, float("nan"), 0.0)
         length_error = not_measured
         if self._likely:
             discrete = self._discrete_stage(end, start, idx, separation, initial_path, False)
-            tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
+            tangent_vec = _arrays.where(moving[:, None], initial_velocity(discrete.path), 0.0)
             length = _polygon_length(decoder, metric.eps, discrete.path)  # not |tangent_vec|: not a geodesic
             return GeodesicBVPResult(
                 tangent_vec, discrete.path, discrete.converged | ~moving, not_measured, discrete.n_iter, 0,
-                length, length_error, gs.zeros(moving.shape, dtype=bool),
+                length, length_error, _arrays.zeros(moving.shape, like=start, dtype=bool),
             )
         if method == "discrete" and not is_smooth(decoder):
             refined = self._refined_stage(end, start, idx, separation, initial_path)
             path, converged, n_iter = refined.path, refined.converged | ~moving, refined.n_iter
             direction = refined.first_step  # [B, d]
             speed = metric.norm(direction, start)
-            scale = gs.where(speed > 0, refined.length / gs.where(speed > 0, speed, 1.0), 0.0)
-            tangent_vec = gs.where(moving[:, None], direction * scale[:, None], 0.0)
-            length_error = gs.where(moving, refined.length_error, 0.0)
+            scale = _arrays.where(speed > 0, refined.length / _arrays.where(speed > 0, speed, 1.0), 0.0)
+            tangent_vec = _arrays.where(moving[:, None], direction * scale[:, None], 0.0)
+            length_error = _arrays.where(moving, refined.length_error, 0.0)
             flat = GeodesicBVPResult(tangent_vec, path, converged, not_measured, n_iter, 0)
         else:
             discrete = self._discrete_stage(end, start, idx, separation, initial_path, method == "shooting")
-            tangent_vec = gs.where(moving[:, None], initial_velocity(discrete.path), 0.0)
+            tangent_vec = _arrays.where(moving[:, None], initial_velocity(discrete.path), 0.0)
             if method == "shooting":
                 exp = metric.exp
                 shot = shoot(
@@ -523,7 +521,7 @@ class GeodesicBVPSolver(LogSolver):
         bound = gs.minimum(length, found) * (1 - margin)
         # An inscribed polygon is shorter than the line: where it already reaches the bound, so does the line.
         inscribed = _polygon_length(decoder, metric.eps, straight_lines(start, end, self.n_nodes))
-        line = gs.where(moving, inscribed, 0.0)
+        line = _arrays.where(moving, inscribed, 0.0)
         candidates = gs.where(moving & (inscribed < bound))[0]
         if candidates.shape[0]:
             line = scatter(line, candidates, self._line_length(start[candidates], end[candidates]))
@@ -532,7 +530,7 @@ class GeodesicBVPSolver(LogSolver):
             return replace(flat, length=length, length_error=length_error, straight_line=shorter)
         chord = end - start
         speed = metric.norm(chord, start)
-        line_vec = chord * (line / gs.where(speed > 0, speed, 1.0))[:, None]
+        line_vec = chord * (line / _arrays.where(speed > 0, speed, 1.0))[:, None]
         line_path = straight_lines(start, end, self.n_nodes)
         logger.info("%d pair(s): the straight line is shorter than the geodesic found; returned instead.",
                     int(gs.sum(gs.cast(shorter, gs.int64))))
@@ -572,16 +570,16 @@ class GeodesicBVPSolver(LogSolver):
             level = n_seg
             path = gs.concatenate([start[:, None], initial_path[:, 1:-1], end[:, None]], axis=1)
         out_path = straight_lines(start, end, self.n_nodes)
-        length = gs.zeros(n_pairs, dtype=start.dtype)
-        length_error = float("inf") * gs.ones(n_pairs, dtype=start.dtype)
+        length = _arrays.zeros(n_pairs, like=start)
+        length_error = _arrays.full(n_pairs, float("inf"), like=start)
         first_step = end - start
-        converged = gs.zeros(n_pairs, dtype=bool)
-        damping = 1e-4 * gs.ones(n_pairs, dtype=start.dtype)
+        converged = _arrays.zeros(n_pairs, like=start, dtype=bool)
+        damping = 1e-4 * _arrays.ones(n_pairs, like=start)
         ftol = ENERGY_FTOL_FACTOR * self.length_rtol
         active = idx  # rows of the pairs still refined; ``path`` holds their paths only
         path = path[active]
         previous = None
-        previous_change = float("inf") * gs.ones(active.shape[0], dtype=start.dtype)  # relative
+        previous_change = _arrays.full(active.shape[0], float("inf"), like=start)  # relative
         n_iter = 0
         while active.shape[0]:
             xtol = FINE_XTOL * separation[active] + XTOL_FLOOR * (1 + gs.linalg.norm(end[active], axis=-1))
@@ -593,7 +591,7 @@ class GeodesicBVPSolver(LogSolver):
             path = result.path
             current = _polygon_length(decoder, eps, path, result.decoded)
             change = gs.abs(current - previous) if previous is not None else float("inf") * current
-            relative_change = change / gs.where(current > 0, current, 1.0)
+            relative_change = change / _arrays.where(current > 0, current, 1.0)
             if level >= n_seg:
                 stride = level // n_seg
                 out_path = scatter(out_path, active, path[:, ::stride])
@@ -633,9 +631,9 @@ class GeodesicBVPSolver(LogSolver):
             path = gs.concatenate([start[:, None], initial_path[:, 1:-1], end[:, None]], axis=1)
         if not self._likely and initial_path is None:
             levels = [level for level in levels if level <= MAX_NEWTON_LEVEL] or levels[:1]
-        damping = 1e-4 * gs.ones(n_pairs, dtype=start.dtype)
-        sensitivity = gs.tile(gs.eye(dim, dtype=start.dtype)[None], (n_pairs, 1, 1))
-        converged = gs.zeros(n_pairs, dtype=bool)
+        damping = 1e-4 * _arrays.ones(n_pairs, like=start)
+        sensitivity = gs.tile(_arrays.eye(dim, like=start)[None], (n_pairs, 1, 1))
+        converged = _arrays.zeros(n_pairs, like=start, dtype=bool)
         n_iter = 0
         correction = None
         for level_index, level in enumerate(levels):

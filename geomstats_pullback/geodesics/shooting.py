@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import geomstats.backend as gs
 
+from geomstats_pullback._arrays import full, ones, where, zeros
 from geomstats_pullback.errors import RankDeficientJacobianError
 from geomstats_pullback.geodesics.batched import isolate_failures, reported, scatter
 
@@ -121,7 +122,7 @@ def guarded_exp(exp, tangent_vec, base_point):
     """
     flagged, ok = isolate_failures(
         exp, [tangent_vec, base_point], (FloatingPointError, RankDeficientJacobianError),
-        lambda n: gs.zeros((n, tangent_vec.shape[1] + 1), dtype=tangent_vec.dtype) * float("nan"),
+        lambda n: full((n, tangent_vec.shape[1] + 1), float("nan"), like=tangent_vec),
     )
     end_point = flagged[:, :-1]
     ok = ok & ~gs.any(gs.isnan(end_point), axis=-1) & gs.all(gs.abs(end_point) < float("inf"), axis=-1)
@@ -161,16 +162,16 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
     n_pairs, dim = start.shape
     exp_finer = finer_exp(exp)
     exp = quiet_exp(exp)
-    residual = gs.zeros(n_pairs, dtype=start.dtype)
-    converged = gs.ones(n_pairs, dtype=bool)
+    residual = zeros(n_pairs, like=start)
+    converged = ones(n_pairs, like=start, dtype=bool)
     if idx.shape[0] == 0:
         return Shooting(tangent_vec, residual, converged, 0)
-    converged = scatter(converged, idx, gs.zeros(idx.shape[0], dtype=bool))
-    residual = scatter(residual, idx, float("inf") * gs.ones(idx.shape[0], dtype=start.dtype))
+    converged = scatter(converged, idx, zeros(idx.shape[0], like=start, dtype=bool))
+    residual = scatter(residual, idx, full(idx.shape[0], float("inf"), like=start))
     inverse_jac = gs.copy(sensitivity)
     best = gs.copy(tangent_vec)
     best_error = gs.zeros_like(start)  # exp(best) - end
-    unverified = gs.zeros(n_pairs, dtype=bool)  # residual below threshold, but exp flagged its own error
+    unverified = zeros(n_pairs, like=start, dtype=bool)  # residual below threshold, but exp flagged its own error
     trial = gs.copy(tangent_vec)
     n_calls = 0
     active = idx
@@ -180,7 +181,7 @@ def shoot(exp, tangent_vec, start, end, idx, sensitivity, threshold, *, max_iter
         n_calls += 1
         reached, ok, accurate = guarded_exp(exp, trial[active], start[active])
         error = gs.where(ok[:, None], reached - end[active], gs.zeros_like(reached))  # [A, d]
-        norm = gs.where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
+        norm = where(ok, gs.linalg.norm(error, axis=-1), float("inf"))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "Shooting iteration %d: %d pairs, largest residual %.3g",

@@ -17,6 +17,8 @@ import math
 import geomstats.backend as gs
 import numpy as np
 
+from geomstats_pullback._arrays import asarray
+
 #: Order of the one-sided difference giving the initial velocity from the nodes.
 VELOCITY_ORDER = 6
 
@@ -39,8 +41,8 @@ def fourth_order_weights(weights):
     return gs.concatenate([first[:, None], inner, last[:, None]], axis=1)
 
 
-def velocity_weights(n_nodes, dtype):
-    """Weights ``[n_nodes]`` of the one-sided difference giving ``v = sum_j w_j z_j``.
+def velocity_weights(n_nodes, *, like):
+    """Weights ``[n_nodes]`` of the one-sided difference giving ``v = sum_j w_j z_j``, on ``like``'s device and dtype.
 
     Of order ``min(6, n_nodes - 1)``: ``w_j = N (-1)^(j+1) C(m, j) / j`` on the
     first ``m + 1`` nodes, ``w_0 = -sum_j w_j``.
@@ -49,12 +51,12 @@ def velocity_weights(n_nodes, dtype):
     stencil = [(-1) ** (j + 1) * math.comb(order, j) / j for j in range(1, order + 1)]
     weights = np.zeros(n_nodes)
     weights[: order + 1] = (n_nodes - 1) * np.array([-sum(stencil)] + stencil)
-    return gs.array(weights, dtype=dtype)
+    return asarray(weights, like=like)
 
 
 def initial_velocity(path):
     """Initial velocity of a discrete geodesic ``[B, N+1, d] -> [B, d]`` (sixth-order difference)."""
-    weights = velocity_weights(path.shape[1], path.dtype)
+    weights = velocity_weights(path.shape[1], like=path)
     return gs.einsum("j,bjd->bd", weights, path)
 
 
@@ -76,8 +78,8 @@ def resample(path, n_nodes):
         for m in range(width):
             if m != j:
                 weights[:, j] *= (times - stencil[:, m]) / (stencil[:, j] - stencil[:, m])
-    weights = gs.array(weights, dtype=path.dtype)
-    return gs.einsum("nw,bnwd->bnd", weights, path[:, stencil])
+    weights = asarray(weights, like=path)
+    return gs.einsum("nw,bnwd->bnd", weights, path[:, asarray(stencil, like=path, dtype=gs.int64)])
 
 
 def refine(path):
