@@ -1,50 +1,29 @@
-"""The decoders of the GEORCE comparison, rebuilt in torch with seeded weights.
+"""The decoders of the GEORCE comparison, and their export to another framework.
 
-Shared by ``bench_georce.py`` and ``bench_latent_dim.py``. These are local
-stand-ins: ``geomstats_pullback.analytic`` may later provide the same
-architectures (an MNIST-like 8-D and a CelebA-like 32-D convolutional
-decoder), and these definitions should then be replaced by it.
+Shared by ``bench_georce.py`` and ``bench_latent_dim.py``.
 
 - :func:`tanh_mlp`: ``analytic.random_mlp()`` (2 -> 64 -> 64 -> 784, tanh),
   optionally with its first layer's weights scaled (curvier geodesics).
-- :func:`mnist_like`: GEORCE's MNIST VAE decoder (Rygaard & Hauberg 2025,
-  ``vae/models/mnist.py``): Linear(d -> 50), GELU, three transposed
-  convolutions (64, 32, 16 channels; kernel 4 stride 2, then kernel 3 stride 1
-  twice, GELU after each), Linear(16*2*2 -> 28*28). GEORCE's stride-1 layers
-  use kernel 4 with "SAME" padding, which torch cannot express with a
-  symmetric padding; kernel 3 keeps the shapes.
-- :func:`celeba_like`: GEORCE's CelebA VAE decoder (``vae/models/celeba.py``):
-  the latent code as a ``d x 1 x 1`` map, four transposed convolutions
-  (64, 64, 32, 32 channels, kernel 4 stride 2, no bias), each followed by a
-  BatchNorm (eval mode, seeded running statistics) and GELU, then a kernel-4
-  stride-4 transposed convolution to ``3 x 64 x 64``.
 - :func:`mlp_family`: ``d -> 64 -> 64 -> 784`` tanh MLPs for the latent
   dimension sweep.
+The conv decoders are GEORCE's own architectures (Rygaard & Hauberg 2025),
+taken from :mod:`geomstats_pullback.analytic`: ``mnist8`` is
+``analytic.mnist_conv_decoder(8)`` (8-D to ``1 x 28 x 28``), ``celeba32``
+``analytic.celeba_conv_decoder(32)`` (32-D to ``3 x 64 x 64``); seeded
+He-uniform weights, tanh-approximated GELU, haiku's ``"SAME"`` transposed
+convolutions.
 
 All are seeded, in eval mode, gradients off, float64 unless ``dtype`` says.
 :func:`layer_specs` lists their layers as plain arrays so that another
 framework can rebuild the same map (``bench_georce.py`` writes them to
-``.npz`` for its JAX forward pass).
+``.npz`` with :func:`save_npz` for the JAX forward pass of
+``_georce_jax_worker.py``, which checks it against the torch outputs).
 """
 
 import numpy as np
 import torch
 
 from geomstats_pullback import analytic
-
-
-def _seeded(seed, build):
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return build()
-    finally:
-        torch.random.set_rng_state(state)
-
-
-def _finish(module, dtype):
-    return module.to(dtype).eval().requires_grad_(False)
-
 
 def tanh_mlp(first_layer_scale=1.0, *, dtype=torch.float64):
     """``analytic.random_mlp()`` with its first layer's weights times ``first_layer_scale``."""
@@ -59,79 +38,61 @@ def mlp_family(latent_dim, *, seed=0, dtype=torch.float64):
     return analytic.random_mlp((latent_dim, 64, 64, 784), seed=seed, dtype=dtype)
 
 
-def mnist_like(latent_dim=8, *, seed=0, dtype=torch.float64):
-    """MNIST-like decoder ``[B, d] -> [B, 1, 28, 28]`` (see the module docstring)."""
-
-    def build():
-        return torch.nn.Sequential(
-            torch.nn.Linear(latent_dim, 50),
-            torch.nn.GELU(),
-            torch.nn.Unflatten(-1, (50, 1, 1)),
-            torch.nn.ConvTranspose2d(50, 64, kernel_size=4, stride=2, padding=1, bias=False),  # 2 x 2
-            torch.nn.GELU(),
-            torch.nn.ConvTranspose2d(64, 32, kernel_size=3, stride=1, padding=1, bias=False),
-            torch.nn.GELU(),
-            torch.nn.ConvTranspose2d(32, 16, kernel_size=3, stride=1, padding=1, bias=False),
-            torch.nn.GELU(),
-            torch.nn.Flatten(-3),
-            torch.nn.Linear(16 * 2 * 2, 28 * 28),
-            torch.nn.Unflatten(-1, (1, 28, 28)),
-        )
-
-    return _finish(_seeded(seed, build), dtype)
+def _array(tensor):
+    return None if tensor is None else tensor.detach().double().numpy()
 
 
-def celeba_like(latent_dim=32, *, seed=0, dtype=torch.float64):
-    """CelebA-like decoder ``[B, d] -> [B, 3, 64, 64]`` (see the module docstring)."""
-
-    def build():
-        layers = [torch.nn.Unflatten(-1, (latent_dim, 1, 1))]
-        widths = [latent_dim, 64, 64, 32, 32]
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            norm = torch.nn.BatchNorm2d(n_out)
-            with torch.no_grad():  # seeded statistics: BatchNorm in eval is a per-channel affine map
-                norm.running_mean.normal_(0.0, 0.1)
-                norm.running_var.uniform_(0.5, 1.5)
-                norm.weight.uniform_(0.8, 1.2)
-                norm.bias.normal_(0.0, 0.1)
-            layers += [torch.nn.ConvTranspose2d(n_in, n_out, kernel_size=4, stride=2, padding=1, bias=False), norm, torch.nn.GELU()]
-        layers.append(torch.nn.ConvTranspose2d(32, 3, kernel_size=4, stride=4, padding=0, bias=False))  # 16 -> 64
-        return torch.nn.Sequential(*layers)
-
-    return _finish(_seeded(seed, build), dtype)
+def _conv_transpose_spec(layer, *, crop=None):
+    if layer.output_padding != (0, 0) or layer.dilation != (1, 1) or layer.groups != 1:
+        raise ValueError("only plain transposed convolutions are exported")
+    if len(set(layer.stride)) != 1 or len(set(layer.padding)) != 1 or len(set(layer.kernel_size)) != 1:
+        raise ValueError("only square kernels, strides and paddings are exported")
+    fields = {
+        "weight": _array(layer.weight), "stride": np.array(layer.stride[0]),
+        "padding": np.array(layer.padding[0]), "bias": _array(layer.bias),
+    }
+    if crop is not None:
+        fields["crop"] = np.array(crop)
+    return ("convT", fields)
 
 
 def layer_specs(model):
-    """The layers of a ``torch.nn.Sequential`` built here, as ``(kind, arrays)`` in order.
+    """The layers of a ``torch.nn.Sequential`` used here, as ``(kind, fields)`` in order.
 
-    Kinds: ``linear`` (``weight [out, in]``, ``bias`` or None), ``tanh``,
-    ``gelu`` (exact, erf-based), ``convT`` (``weight [in, out, k, k]``,
-    ``stride``, ``padding``, ``bias`` or None), ``batchnorm`` (eval:
-    ``scale``, ``shift`` per channel), ``reshape`` (``shape`` of one sample).
+    Kinds and fields (arrays, float64):
+
+    - ``linear``: ``weight [out, in]``, ``bias [out]`` or None;
+    - ``tanh``;
+    - ``gelu``: ``approximate`` (1 for the tanh approximation, 0 for the exact, erf-based one);
+    - ``convT``: torch's ``ConvTranspose2d``, ``weight [in, out, k, k]``,
+      ``stride``, ``padding``, ``bias [out]`` or None, and for
+      ``analytic.SameConvTranspose2d`` a ``crop`` offset: the output
+      ``[..., crop : crop + stride H, crop : crop + stride W]`` of the
+      transposed convolution;
+    - ``channels_last``: ``[B, C, H, W] -> [B, H W C]`` (haiku's flattening order);
+    - ``reshape``: ``shape`` of one sample (``[-1]`` for a flatten).
+
+    Raises
+    ------
+    ValueError
+        On a layer outside this list (nothing is silently skipped).
     """
     specs = []
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
-            bias = None if layer.bias is None else layer.bias.double().numpy()
-            specs.append(("linear", {"weight": layer.weight.double().numpy(), "bias": bias}))
+            specs.append(("linear", {"weight": _array(layer.weight), "bias": _array(layer.bias)}))
         elif isinstance(layer, torch.nn.Tanh):
             specs.append(("tanh", {}))
         elif isinstance(layer, torch.nn.GELU):
-            if layer.approximate != "none":
-                raise ValueError("only the exact GELU is exported")
-            specs.append(("gelu", {}))
+            specs.append(("gelu", {"approximate": np.array(int(layer.approximate == "tanh"))}))
+        elif isinstance(layer, analytic.SameConvTranspose2d):
+            if layer.conv.padding != (0, 0):
+                raise ValueError("SameConvTranspose2d crops a full (unpadded) transposed convolution")
+            specs.append(_conv_transpose_spec(layer.conv, crop=layer.offset))
         elif isinstance(layer, torch.nn.ConvTranspose2d):
-            if layer.output_padding != (0, 0) or layer.dilation != (1, 1) or layer.groups != 1:
-                raise ValueError("only plain transposed convolutions are exported")
-            bias = None if layer.bias is None else layer.bias.double().numpy()
-            specs.append(("convT", {
-                "weight": layer.weight.double().numpy(), "stride": np.array(layer.stride[0]),
-                "padding": np.array(layer.padding[0]), "bias": bias,
-            }))
-        elif isinstance(layer, torch.nn.BatchNorm2d):
-            scale = layer.weight.double() / torch.sqrt(layer.running_var.double() + layer.eps)
-            shift = layer.bias.double() - layer.running_mean.double() * scale
-            specs.append(("batchnorm", {"scale": scale.numpy(), "shift": shift.numpy()}))
+            specs.append(_conv_transpose_spec(layer))
+        elif isinstance(layer, analytic._ChannelsLast):
+            specs.append(("channels_last", {}))
         elif isinstance(layer, torch.nn.Unflatten):
             specs.append(("reshape", {"shape": np.array(layer.unflattened_size)}))
         elif isinstance(layer, torch.nn.Flatten):
@@ -142,13 +103,31 @@ def layer_specs(model):
 
 
 def save_npz(model, path):
-    """Write :func:`layer_specs` of ``model`` to ``path`` (keys ``{i}_{kind}_{name}``, ``n_layers``)."""
+    """Write :func:`layer_specs` of ``model`` to ``path``.
+
+    Keys: ``n_layers``; ``layer{i}``, the kind of layer ``i`` (a string);
+    ``layer{i}.{name}``, its fields (None fields are left out).
+    """
     arrays = {}
     specs = layer_specs(model)
     for i, (kind, fields) in enumerate(specs):
-        arrays[f"{i}_{kind}"] = np.array(0)
+        arrays[f"layer{i}"] = np.array(kind)
         for name, value in fields.items():
             if value is not None:
-                arrays[f"{i}_{kind}_{name}"] = value
+                arrays[f"layer{i}.{name}"] = value
     arrays["n_layers"] = np.array(len(specs))
     np.savez(path, **arrays)
+
+
+def save_check(model, codes, path):
+    """Write the torch values the JAX forward pass must reproduce to ``path``.
+
+    Keys: ``z [m, d]`` (``codes``), ``x [m, D]`` (the flattened outputs) and
+    ``jac [D, d]``, the Jacobian at ``codes[0]`` (forward mode), all float64.
+    """
+    dtype = next(model.parameters()).dtype
+    codes = torch.as_tensor(codes, dtype=dtype)
+    with torch.no_grad():
+        outputs = model(codes).reshape(codes.shape[0], -1)
+    jac = torch.func.jacfwd(lambda z: model(z[None]).reshape(-1))(codes[0])
+    np.savez(path, z=_array(codes), x=_array(outputs), jac=_array(jac))

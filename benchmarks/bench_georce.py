@@ -7,14 +7,27 @@ Python with JAX with ``--jax-python``; without them the script says so and
 exits. Nothing of GEORCE is imported into this process: it runs in a child
 process (``_georce_jax_worker.py``).
 
-Decoders (``_georce_models.py``, seeded weights, float64):
+Decoders (seeded weights, float64):
 
-- ``mlp``, ``mlp-x2``, ``mlp-x4``: the 2 -> 64 -> 64 -> 784 tanh MLP (first
-  layer's weights times 1, 2, 4); ``--mlp-pairs`` pairs uniform in ``[-1, 1]^2``;
-- ``mnist8``: the 8-D MNIST-like conv decoder; 100 codes from N(0, I), all
-  their 4,950 pairs (``--pairs N``: a seeded subsample of N of them);
-- ``celeba32``: the 32-D CelebA-like conv decoder; ``--celeba-pairs`` pairs of
-  codes from N(0, I).
+- ``mlp``, ``mlp-x2``, ``mlp-x4``: the 2 -> 64 -> 64 -> 784 tanh MLP
+  (``_georce_models.tanh_mlp``, first layer's weights times 1, 2, 4);
+  ``--mlp-pairs`` pairs uniform in ``[-1, 1]^2``;
+- ``mnist8``: ``analytic.mnist_conv_decoder(8)``, the architecture of
+  GEORCE's MNIST VAE decoder; 100 codes from N(0, I), all their 4,950 pairs
+  (``--pairs N``: a seeded subsample of N of them);
+- ``celeba32``: ``analytic.celeba_conv_decoder(32)``, that of GEORCE's
+  CelebA VAE decoder; ``--celeba-pairs`` pairs of codes from N(0, I).
+
+``--models`` picks among them. The conv decoders are exactly GEORCE's
+architectures (tanh-approximated GELU, haiku's ``"SAME"`` transposed
+convolutions, channels-last flattening) with random He-uniform weights, not
+its trained ones. GEORCE gets the same map: the layers are exported to
+``.npz`` (``_georce_models.save_npz``) and rebuilt in JAX by the worker,
+which first compares its forward pass and Jacobian with the torch decoder's
+on three of the codes and stops the run if they differ by more than 1e-10
+(relative), and checks the cropped transposed convolutions against
+``lax.conv_transpose(..., padding="SAME")``; the differences are printed
+(``[jax]`` lines).
 
 Both sides: one thread (``torch.set_num_threads(1)``; XLA with
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``),
@@ -43,8 +56,9 @@ GEORCE's own timing harness (``runtime.py``) reports the mean of
 ``timeit.repeat(..., number=5, repeat=5)``: the time of 5 solves per
 repeat, not of one. Here every time is per geodesic.
 
-Run: ``python benchmarks/bench_georce.py --georce-dir /work/georce_src --jax-python /work/jaxenv/bin/python``
-(add ``--quick`` for a small check: few pairs, 1 repeat).
+Run: ``python benchmarks/bench_georce.py --georce-dir DIR --jax-python PYTHON``
+(add ``--quick`` for a small check: few pairs, 1 repeat, reference on 129
+nodes; ``--models mnist8,celeba32`` for the conv decoders only).
 """
 
 import argparse
@@ -59,10 +73,11 @@ os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _georce_models import celeba_like, mnist_like, save_npz, tanh_mlp  # noqa: E402
+from _georce_models import save_check, save_npz, tanh_mlp  # noqa: E402
 from _timing import add_out_option, best_of, recorded, single_thread  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402
+from geomstats_pullback import analytic  # noqa: E402
 
 WORKER = Path(__file__).resolve().with_name("_georce_jax_worker.py")
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -115,9 +130,7 @@ def run_georce(args, model, start, end, workdir, name):
     check_path = workdir / f"{name}_check.npz"
     save_npz(model, model_path)
     np.savez(pairs_path, start=start.numpy(), end=end.numpy())
-    with torch.no_grad():
-        probe = start[:3]
-        np.savez(check_path, z=probe.numpy(), x=model(probe).reshape(probe.shape[0], -1).numpy())
+    save_check(model, torch.cat([start[:2], end[:1]]), check_path)
     env = dict(os.environ, JAX_ENABLE_X64="1", XLA_FLAGS=XLA_ONE_THREAD, JAX_PLATFORMS="cpu")
     command = [
         args.jax_python, str(WORKER), str(model_path), str(pairs_path), str(out_path),
@@ -199,7 +212,9 @@ def main():
         help="celeba32's reference grid (one path's Jacobian at 1001 nodes would hold 3 GB)",
     )
     parser.add_argument("--fine", type=int, default=1000, help="segments of the shared evaluator, at least")
-    parser.add_argument("--models", default="mlp,mlp-x2,mlp-x4,mnist8,celeba32")
+    parser.add_argument(
+        "--models", default="mlp,mlp-x2,mlp-x4,mnist8,celeba32", help="comma-separated decoders to compare (default: all)",
+    )
     parser.add_argument("--quick", action="store_true", help="8 pairs (mnist8: 16), 2 CelebA pairs, 1 repeat, reference 129 nodes")
     add_out_option(parser)
     args = parser.parse_args()
@@ -222,9 +237,12 @@ def main():
         "mlp": lambda: (tanh_mlp(1.0), box_pairs(args.mlp_pairs, 0)),
         "mlp-x2": lambda: (tanh_mlp(2.0), box_pairs(args.mlp_pairs, 0)),
         "mlp-x4": lambda: (tanh_mlp(4.0), box_pairs(args.mlp_pairs, 0)),
-        "mnist8": lambda: (mnist_like(8), codes_pairs(8, 100, args.pairs, 0)),
-        "celeba32": lambda: (celeba_like(32), random_pairs(32, args.celeba_pairs, 0)),
+        "mnist8": lambda: (analytic.mnist_conv_decoder(8), codes_pairs(8, 100, args.pairs, 0)),
+        "celeba32": lambda: (analytic.celeba_conv_decoder(32), random_pairs(32, args.celeba_pairs, 0)),
     }
+    unknown = [name for name in args.models.split(",") if name not in models]
+    if unknown:
+        parser.error(f"unknown --models {unknown}; choose among {', '.join(models)}")
     jax_version = subprocess.run([args.jax_python, "-c", "import jax; print(jax.__version__)"], capture_output=True, text=True)
     with recorded(__file__, args.out), tempfile.TemporaryDirectory() as tmp:
         print(f"torch threads: {threads}; jax {jax_version.stdout.strip()} ({XLA_ONE_THREAD}, x64); float64")

@@ -1,9 +1,11 @@
 """Cost per pair of ``dist`` and ``exp`` as the latent dimension grows, in seconds and in decoder passes.
 
-Decoders (``_georce_models.py``, seeded): the tanh MLP family ``d -> 64 -> 64
--> 784`` for ``d`` in ``--dims`` (2, 8, 32, 64), and the two GEORCE-like conv
-decoders (``mnist8``: 8-D to 28 x 28; ``celeba32``: 32-D to 3 x 64 x 64), each
-in float64 and float32 (``--dtypes``). ``--pairs`` pairs (64) uniform in
+Decoders (seeded): the tanh MLP family ``d -> 64 -> 64 -> 784`` for ``d``
+in ``--dims`` (2, 8, 32, 64; ``_georce_models.mlp_family``), and GEORCE's two
+conv decoders from :mod:`geomstats_pullback.analytic` (``mnist8``:
+``mnist_conv_decoder(8)``, 8-D to 28 x 28; ``celeba32``:
+``celeba_conv_decoder(32)``, 32-D to 3 x 64 x 64; the architectures of
+GEORCE's VAEs, random weights), each in float64 and float32 (``--dtypes``). ``--pairs`` pairs (64) uniform in
 ``[-1, 1]^d``, one torch thread, best of ``--repeats`` after a warm-up.
 
 Per decoder and dtype:
@@ -40,7 +42,7 @@ os.environ.setdefault("GEOMSTATS_BACKEND", "pytorch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _georce_models import celeba_like, mlp_family, mnist_like, tanh_mlp  # noqa: E402
+from _georce_models import mlp_family, tanh_mlp  # noqa: E402
 from _timing import add_out_option, best_of, decoder_pass_time, recorded, single_thread  # noqa: E402
 
 import geomstats_pullback as gp  # noqa: E402
@@ -189,7 +191,7 @@ def main():
             f"{'decoder':<10} {'dtype':<8} {'d':>3} {'solve':<15} {'ms/pair':>10} {'passes':>9} {'pass ms':>9} "
             f"{'converged':>9} {'iter':>5}"
         )
-        conv = {"mnist8": (mnist_like, 8), "celeba32": (celeba_like, 32)}
+        conv = {"mnist8": (analytic.mnist_conv_decoder, 8), "celeba32": (analytic.celeba_conv_decoder, 32)}
         for dtype_name in args.dtypes.split(","):
             dtype = DTYPES[dtype_name]
             for dim in (int(x) for x in args.dims.split(",") if x):
