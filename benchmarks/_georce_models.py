@@ -91,7 +91,7 @@ def layer_specs(model):
             specs.append(_conv_transpose_spec(layer.conv, crop=layer.offset))
         elif isinstance(layer, torch.nn.ConvTranspose2d):
             specs.append(_conv_transpose_spec(layer))
-        elif isinstance(layer, analytic._ChannelsLast):
+        elif isinstance(layer, analytic.ChannelsLast):
             specs.append(("channels_last", {}))
         elif isinstance(layer, torch.nn.Unflatten):
             specs.append(("reshape", {"shape": np.array(layer.unflattened_size)}))

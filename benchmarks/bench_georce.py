@@ -38,7 +38,10 @@ apart). GEORCE: ``jit(GEORCE_R(G, T, tol))`` per pair (it is not batched),
 ``G = J^T J`` by ``jacfwd``, its defaults otherwise. Ours: one batched call
 for all pairs of a decoder, ``GeodesicBVPSolver`` with shooting (the exact
 ``log``; default 33 nodes, tolerance 1e-7) and without
-(``shooting=False, n_nodes=T + 1``: the fourth-order discrete geodesic).
+(``shooting=False``: the fourth-order discrete geodesic), on GEORCE's grid
+(``n_nodes=T + 1``) and on our default one (33 nodes), whose energy is then
+compared with GEORCE's on a coarser curve (``--no-shooting`` leaves the
+exact solver out: on the conv decoders it costs the most).
 
 Scoring: every returned curve (GEORCE's ``T + 1`` nodes, our discrete
 paths) is resampled piecewise-linearly to at least ``--fine`` segments and
@@ -80,6 +83,7 @@ import geomstats_pullback as gp  # noqa: E402
 from geomstats_pullback import analytic  # noqa: E402
 
 WORKER = Path(__file__).resolve().with_name("_georce_jax_worker.py")
+DEFAULT_NODES = 33  # GeodesicBVPSolver's default grid: 32 segments
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
@@ -173,12 +177,17 @@ def bench(name, model, start, end, args, workdir):
 
     t_georce, georce_curves, t_compile = run_georce(args, model, start, end, workdir, name)
     rows = [("GEORCE", t_georce, *score(model, georce_curves, args.fine), None)]
-    t_shoot, shot, shot_dist = run_ours(space, start, end, args.repeats)
-    rows.append(("ours, shooting (path)", t_shoot, *score(model, shot.path, args.fine), shot_dist))
-    t_disc, disc, disc_dist = run_ours(space, start, end, args.repeats, shooting=False, n_nodes=args.T + 1)
-    rows.append((f"ours, discrete T={args.T}", t_disc, *score(model, disc.path, args.fine), disc_dist))
-    print(f"GEORCE jit compilation (excluded): {t_compile:.2f} s; ours converged: shooting "
-          f"{int(shot.converged.sum())}/{n_pairs}, discrete {int(disc.converged.sum())}/{n_pairs}")
+    converged = {}
+    if not args.no_shooting:
+        t_shoot, shot, shot_dist = run_ours(space, start, end, args.repeats)
+        rows.append(("ours, shooting (path)", t_shoot, *score(model, shot.path, args.fine), shot_dist))
+        converged["shooting"] = shot.converged
+    for n_nodes in sorted({args.T + 1, DEFAULT_NODES}, reverse=True):
+        t_disc, disc, disc_dist = run_ours(space, start, end, args.repeats, shooting=False, n_nodes=n_nodes)
+        rows.append((f"ours, discrete T={n_nodes - 1}", t_disc, *score(model, disc.path, args.fine), disc_dist))
+        converged[f"discrete T={n_nodes - 1}"] = disc.converged
+    print(f"GEORCE jit compilation (excluded): {t_compile:.2f} s; ours converged: "
+          + ", ".join(f"{label} {int(flags.sum())}/{n_pairs}" for label, flags in converged.items()))
 
     print(
         f"{'solver':<24} {'ms/geodesic':>12} {'GEORCE/ours':>12} {'median length':>14} {'median energy':>14} "
@@ -215,6 +224,7 @@ def main():
     parser.add_argument(
         "--models", default="mlp,mlp-x2,mlp-x4,mnist8,celeba32", help="comma-separated decoders to compare (default: all)",
     )
+    parser.add_argument("--no-shooting", action="store_true", help="leave out our exact (shooting) solver")
     parser.add_argument("--quick", action="store_true", help="8 pairs (mnist8: 16), 2 CelebA pairs, 1 repeat, reference 129 nodes")
     add_out_option(parser)
     args = parser.parse_args()

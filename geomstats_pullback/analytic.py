@@ -212,7 +212,7 @@ class SameConvTranspose2d(torch.nn.Module):
         return out[..., self.offset : self.offset + height, self.offset : self.offset + width]
 
 
-class _ChannelsLast(torch.nn.Module):
+class ChannelsLast(torch.nn.Module):
     """``[B, C, H, W] -> [B, H * W * C]``: haiku's (NHWC) flattening order."""
 
     def forward(self, x):
@@ -250,7 +250,7 @@ def mnist_conv_decoder(latent_dim=8, *, seed=0, dtype=torch.float64):
         SameConvTranspose2d(50, 64, 4, 2), gelu(),
         SameConvTranspose2d(64, 32, 4, 1), gelu(),
         SameConvTranspose2d(32, 16, 4, 1), gelu(),
-        _ChannelsLast(), torch.nn.Linear(2 * 2 * 16, 28 * 28), torch.nn.Unflatten(-1, (1, 28, 28)),
+        ChannelsLast(), torch.nn.Linear(2 * 2 * 16, 28 * 28), torch.nn.Unflatten(-1, (1, 28, 28)),
     ).to(torch.float64)
     return _he_uniform_(net, seed=seed).to(dtype).eval().requires_grad_(False)
 

@@ -191,7 +191,8 @@ def test_chunks_of_pairs_give_the_same_result(plane, monkeypatch):
     a, b = gs.random.rand(7, 2), gs.random.rand(7, 2)
     whole = plane.metric.log_solver.solve(b, a)
     solver = plane.metric.log_solver
-    monkeypatch.setattr(log_module, "MAX_JACOBIAN_ENTRIES", 3 * solver.n_nodes * plane.decoder.output_dim * 2)
+    pair_bytes = log_module.PATH_COPIES * solver.n_nodes * plane.decoder.output_dim * 8
+    monkeypatch.setattr(plane.decoder, "memory_budget", 3 * pair_bytes + 1)  # a limit: pairs of 3
     chunked = solver.solve(b, a)  # three chunks: 3 + 3 + 1 pairs
     torch.testing.assert_close(chunked.tangent_vec, whole.tangent_vec, atol=1e-12, rtol=0)
     torch.testing.assert_close(chunked.path, whole.path, atol=1e-12, rtol=0)

@@ -105,7 +105,10 @@ MAX_NEWTON_LEVEL = 32
 COARSE_XTOL = 1e-2  # Newton step tolerance on coarse levels, relative to |point - base_point|
 FINE_XTOL = 1e-4  # on the last level, before the fourth-order correction
 XTOL_FLOOR = 1e-10  # Newton steps below this (times 1 + |point|) are rounding
-MAX_JACOBIAN_ENTRIES = 2**26  # pairs are solved in chunks whose path Jacobians fit this many floats
+#: Decoded-path-sized arrays (``[n_nodes, D]``, float64) the solver holds per pair: pairs are solved in
+#: chunks whose arrays fit the decoder's memory budget where one is set, else ``UNLIMITED_PATH_BYTES``.
+PATH_COPIES = 6
+UNLIMITED_PATH_BYTES = 2**28
 METHODS = ("auto", "shooting", "discrete")
 #: Default ``length_rtol``: relative change of the discrete length under grid refinement (non-smooth decoders).
 DEFAULT_LENGTH_RTOL = 1e-3
@@ -363,8 +366,9 @@ class GeodesicBVPSolver(LogSolver):
             eps=metric.eps,
             rank_rtol=getattr(metric, "rank_rtol", kernels.DEFAULT_RANK_RTOL),
         )
-        jacobian_entries = self.n_nodes * self._space.decoder.output_dim * dim
-        chunk = max(1, MAX_JACOBIAN_ENTRIES // jacobian_entries)
+        budget, is_limit = self._space.decoder.budget
+        pair_bytes = PATH_COPIES * self.n_nodes * self._space.decoder.output_dim * 8
+        chunk = max(1, (budget if is_limit else UNLIMITED_PATH_BYTES) // pair_bytes)
         parts = [
             self._solve_flat(
                 end[i : i + chunk],
