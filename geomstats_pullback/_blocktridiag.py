@@ -12,10 +12,37 @@ Block LDL^T elimination (block Thomas algorithm) costs ``O(n d^3)`` per system,
 vectorised over a batch of systems; the loop runs over the ``n`` block rows,
 never over the batch. Pivots are inverted through their eigendecomposition,
 which never raises and tells, per system, whether ``H`` is positive definite
-(all pivots are, by Sylvester's law of inertia).
+(all pivots are, by Sylvester's law of inertia). Small systems of torch
+tensors (``n d <=`` :data:`DENSE_MAX_SIZE`) are instead assembled densely
+and factorised by one batched Cholesky decomposition: ``O((n d)^3)``
+arithmetic, but no Python loop over the blocks, which is what costs most
+when ``d`` is small.
 """
 
+from typing import NamedTuple
+
 import geomstats.backend as gs
+import torch
+
+from geomstats_pullback import _arrays
+
+#: Largest number of unknowns ``n d`` of a system factorised as one dense Cholesky decomposition.
+DENSE_MAX_SIZE = 256
+#: A matrix is reported positive definite when its smallest pivot exceeds this times its largest diagonal entry.
+PIVOT_RTOL = 1e-13
+
+
+class BlockFactors(NamedTuple):
+    """Block LDL^T factors: ``S_k^{-1}`` ``[B, n, d, d]`` and ``S_k^{-1} C_k`` ``[B, n - 1, d, d]``."""
+
+    inv_pivots: object
+    coupling: object
+
+
+class DenseFactor(NamedTuple):
+    """Cholesky factor ``L`` ``[B, n d, n d]`` of the assembled matrices."""
+
+    cholesky: object
 
 
 def factor(diag, upper):
@@ -30,13 +57,17 @@ def factor(diag, upper):
 
     Returns
     -------
-    factors : tuple
-        ``(inv_pivots [B, n, d, d], coupling [B, n - 1, d, d])`` for :func:`solve`.
+    factors : BlockFactors or DenseFactor
+        For :func:`solve`.
     positive : array-like, shape=[B], bool
         Whether each matrix is positive definite. Where it is not, the
         factors are meaningless.
     """
-    n_blocks = diag.shape[1]
+    n_blocks, dim = diag.shape[1], diag.shape[-1]
+    diagonals = gs.abs(gs.einsum("bkii->bki", diag))
+    largest_diag = gs.amax(gs.reshape(diagonals, (diag.shape[0], -1)), axis=1)  # [B]
+    if n_blocks * dim <= DENSE_MAX_SIZE and torch.is_tensor(diag):
+        return _dense_factor(diag, upper, largest_diag)
     inv_pivots, coupling, smallest = [], [], []
     pivot = diag[:, 0]
     for k in range(n_blocks):
@@ -51,12 +82,25 @@ def factor(diag, upper):
         if k < n_blocks - 1:
             coupling.append(gs.einsum("bij,bjk->bik", inverse, upper[:, k]))  # S_k^{-1} C_k
     smallest = gs.stack(smallest, axis=1)  # [B, n]
-    diagonals = gs.abs(gs.einsum("bkii->bki", diag))
-    largest_diag = gs.amax(gs.reshape(diagonals, (diag.shape[0], -1)), axis=1)  # [B]
-    positive = gs.all(smallest > 1e-13 * largest_diag[:, None], axis=1)
+    positive = gs.all(smallest > PIVOT_RTOL * largest_diag[:, None], axis=1)
     inv_pivots = gs.stack(inv_pivots, axis=1)
     coupling = gs.stack(coupling, axis=1) if coupling else diag[:, :0]
-    return (inv_pivots, coupling), positive
+    return BlockFactors(inv_pivots, coupling), positive
+
+
+def _dense_factor(diag, upper, largest_diag):
+    """:func:`factor` of small systems: the assembled ``[B, n d, n d]`` matrices' Cholesky factors."""
+    n_pairs, n_blocks, dim, _ = diag.shape
+    blocks = _arrays.zeros((n_pairs, n_blocks, n_blocks, dim, dim), like=diag)  # [B, n, n, d, d]
+    rows = torch.arange(n_blocks, device=diag.device)
+    blocks[:, rows, rows] = diag
+    blocks[:, rows[:-1], rows[1:]] = upper
+    blocks[:, rows[1:], rows[:-1]] = upper.transpose(-1, -2)
+    dense = blocks.permute(0, 1, 3, 2, 4).reshape(n_pairs, n_blocks * dim, n_blocks * dim)
+    cholesky, info = torch.linalg.cholesky_ex(dense)
+    pivots = torch.diagonal(cholesky, dim1=-2, dim2=-1) ** 2  # [B, n d]
+    positive = (info == 0) & torch.all(pivots > PIVOT_RTOL * largest_diag[:, None], dim=1)
+    return DenseFactor(cholesky), positive
 
 
 def solve(factors, rhs):
@@ -64,7 +108,7 @@ def solve(factors, rhs):
 
     Parameters
     ----------
-    factors : tuple
+    factors : BlockFactors or DenseFactor
         Output of :func:`factor`.
     rhs : array-like, shape=[B, n, d, r]
         Right-hand sides, ``r`` columns per system.
@@ -73,6 +117,10 @@ def solve(factors, rhs):
     -------
     x : array-like, shape=[B, n, d, r]
     """
+    if isinstance(factors, DenseFactor):
+        n_pairs, n_blocks, dim, n_rhs = rhs.shape
+        flat = torch.cholesky_solve(rhs.reshape(n_pairs, n_blocks * dim, n_rhs), factors.cholesky)
+        return flat.reshape(rhs.shape)
     inv_pivots, coupling = factors
     n_blocks = inv_pivots.shape[1]
     # Forward elimination: y_k = rhs_k - C_{k-1}^T S_{k-1}^{-1} y_{k-1}.

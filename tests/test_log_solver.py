@@ -332,7 +332,9 @@ def test_graph_paths_not_connected_fall_back():
 # ------------------------------------------------------------------ building blocks
 
 
-def test_block_tridiagonal_solve_matches_dense():
+@pytest.mark.parametrize("dense_max_size", [0, 10**6], ids=["block-recursion", "dense-cholesky"])
+def test_block_tridiagonal_solve_matches_dense(dense_max_size, monkeypatch):
+    monkeypatch.setattr(_blocktridiag, "DENSE_MAX_SIZE", dense_max_size)
     rng = np.random.default_rng(0)
     n_batch, n_blocks, dim = 3, 6, 2
     lower = rng.normal(size=(n_batch, n_blocks * dim, n_blocks * dim))
