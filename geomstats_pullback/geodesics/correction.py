@@ -47,11 +47,14 @@ def fourth_order_residual(eps, path, projected):
     return residual
 
 
-def energy_hessian(decoder, eps, path, decoded):
-    """Hessian of the discrete energy at ``path`` (second-order term interpolated between every other node), factorised.
+def energy_hessian(decoder, eps, path, decoded, *, exact=False):
+    """Hessian of the discrete energy at ``path``, factorised.
 
-    ``decoded [B, N+1, D]`` is the decoder at ``path``. The same Jacobian
-    pass gives the fourth-order residual there.
+    Its second-order term is interpolated between every other node
+    (:func:`~.discrete.second_order_term`) unless ``exact``, which
+    :func:`end_point_sensitivity` needs. ``decoded [B, N+1, D]`` is the
+    decoder at ``path``. The same Jacobian pass gives the fourth-order
+    residual there.
 
     Returns
     -------
@@ -59,13 +62,13 @@ def energy_hessian(decoder, eps, path, decoded):
     """
     fourth_order = path.shape[1] >= 6  # the one-sided differences need four interior nodes
     system = newton_system(decoder, eps, path, decoded, (lambda w: [fourth_order_weights(w)]) if fourth_order else ())
-    hessian = system.gauss_newton + second_order_term(decoder, path, system.weights)
+    hessian = system.gauss_newton + second_order_term(decoder, path, system.weights, every_node=exact)
     factors, positive = _blocktridiag.factor(hessian, system.upper)
     residual = fourth_order_residual(eps, path, system.products.projections[1]) if fourth_order else 0 * system.grad
     return EnergyHessian(residual, factors, positive)
 
 
-def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORRECTION_STEPS):
+def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORRECTION_STEPS, *, exact=False):
     r"""Deferred correction of a discrete geodesic ``[B, N+1, d]`` to fourth order.
 
     The minimiser of the discrete energy solves
@@ -78,13 +81,14 @@ def fourth_order_correction(decoder, eps, path, decoded, converged, n_steps=CORR
     ``O(1/N^2)`` on smooth errors: two steps reach it). ``decoded [B, N+1, D]`` is the decoder at
     ``path``. Pairs whose Newton iterations did not converge
     (``converged [B]``), or whose Hessian is not positive definite, are left
-    alone.
+    alone. ``exact``: the Hessian of :func:`energy_hessian` with its
+    second-order term at every node (for :func:`end_point_sensitivity`).
 
     Returns
     -------
     correction : Correction
     """
-    hessian = energy_hessian(decoder, eps, path, decoded)
+    hessian = energy_hessian(decoder, eps, path, decoded, exact=exact)
     if path.shape[1] < 6:
         return Correction(path, 0, hessian)
     residual = hessian.residual

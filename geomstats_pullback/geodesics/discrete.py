@@ -185,18 +185,20 @@ def newton_system(decoder, eps, path, decoded, cotangents=()):
     return NewtonSystem(grad, gauss_newton, upper, weights, products)
 
 
-def second_order_term(decoder, path, weights):
+def second_order_term(decoder, path, weights, *, every_node=False):
     """Second-order part of the (halved) Hessian's diagonal blocks, ``N sum_a w_a f''_a(z_k)``: ``[B, N-1, d, d]``.
 
-    The decoder's second derivatives are evaluated at every other interior
-    node (and the last one) and interpolated linearly in between: the term
-    varies smoothly along the path, and the interpolation error, ``O(1/N^2)``
-    relative, only slows Newton's method and the deferred correction
-    (:mod:`.correction`) down by as much.
+    Unless ``every_node``, the decoder's second derivatives are evaluated at
+    every other interior node (and the last one) and interpolated linearly in
+    between: the term varies smoothly along the path, and the interpolation
+    error, ``O(1/N^2)`` relative, only slows Newton's method and the deferred
+    correction (:mod:`.correction`) down by as much. The end-point
+    sensitivity that starts shooting needs it at every node.
     """
     n_pairs, n_nodes, dim = path.shape
     n_interior = n_nodes - 2
-    sampled = np.union1d(np.arange(0, n_interior, 2), [n_interior - 1])  # [S]
+    step = 1 if every_node else 2
+    sampled = np.union1d(np.arange(0, n_interior, step), [n_interior - 1])  # [S]
     points = gs.reshape(path[:, 1:-1][:, sampled], (-1, dim))
     second = decoder.weighted_hessian(points, gs.reshape(weights[:, sampled], (points.shape[0], -1)))
     second = gs.reshape(second, (n_pairs, sampled.shape[0], dim, dim))

@@ -661,14 +661,18 @@ class GeodesicBVPSolver(LogSolver):
             if not last or self._likely:
                 path = scatter(path, idx, result.path)
                 continue
-            correction = fourth_order_correction(decoder, eps, result.path, result.decoded, result.converged)
+            correction = fourth_order_correction(
+                decoder, eps, result.path, result.decoded, result.converged, exact=shooting and levels[-1] == n_seg
+            )
             n_iter += correction.n_steps
             path = scatter(path, idx, correction.path)
         if levels[-1] < n_seg:
             path = resample(path, self.n_nodes)
             if idx.shape[0]:
                 fine = path[idx]
-                correction = fourth_order_correction(decoder, eps, fine, decode_nodes(decoder, fine), converged[idx])
+                correction = fourth_order_correction(
+                    decoder, eps, fine, decode_nodes(decoder, fine), converged[idx], exact=shooting
+                )
                 n_iter += correction.n_steps
                 path = scatter(path, idx, correction.path)
         if shooting and correction is not None:
