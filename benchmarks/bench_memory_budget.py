@@ -11,7 +11,8 @@ baseline. Tasks, on ``--n-pairs`` pairs or points:
   unlimited budget (one chunk, the baseline);
 - ``exp``: geodesics from the points (same decoder);
 - ``dist``: distances between pairs (tanh MLP ``32 -> 64 -> 64 -> 784``,
-  float64, the default log solver).
+  float64, the default log solver, with shooting);
+- ``dist_discrete``: the same without shooting (the distance matrices' default).
 
 Run: ``./dev bench bench_memory_budget.py [--n-pairs 64] [--budget-mib 64]``.
 """
@@ -36,7 +37,7 @@ task, n, budget = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if budget != "default":
     gp.set_memory_budget(int(budget))
 gen = torch.Generator().manual_seed(0)
-if task == "dist":
+if task.startswith("dist"):
     space = gp.DecoderManifold(analytic.random_mlp((32, 64, 64, 784), seed=0), 32)
 else:
     space = gp.DecoderManifold(analytic.celeba_conv_decoder(32, seed=0, dtype=torch.float32), 32)
@@ -46,6 +47,7 @@ run = {
     "metric_matrix": lambda: space.metric.metric_matrix(z),
     "exp": lambda: space.metric.exp(v, z),
     "dist": lambda: space.metric.dist(z, z + v),
+    "dist_discrete": lambda: gp.GeodesicBVPSolver(space, shooting=False).solve(z + v, z),
 }[task]
 space.metric.metric_matrix(z[:1])
 page = os.sysconf("SC_PAGE_SIZE")
@@ -71,7 +73,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-pairs", type=int, default=64)
     parser.add_argument("--budget-mib", type=int, default=64)
-    parser.add_argument("--tasks", nargs="+", default=["metric_matrix", "exp", "dist"])
+    parser.add_argument("--tasks", nargs="+", default=["metric_matrix", "exp", "dist", "dist_discrete"])
     add_out_option(parser)
     args = parser.parse_args()
     budgets = {"default target (32 MiB)": "default", f"set: {args.budget_mib} MiB": str(args.budget_mib << 20),
